@@ -1,0 +1,86 @@
+//! The one definition of a qtrace trace.
+//!
+//! A trace is a directory of standard Parquet files that DuckDB, pandas and
+//! Spark read as they are, with a JSON manifest at its root:
+//!
+//! - [`schema`]: the tables, their columns, types and encodings;
+//! - [`layout`]: where each table's part files live;
+//! - [`manifest`]: what was recorded and how the run ended;
+//! - [`writer`]: writes a table partition as sealed part files;
+//! - [`reader`]: opens a trace and scans its tables in parallel.
+//!
+//! Users' documentation of the tables, with DuckDB and pandas examples, is
+//! `format/README.md`.
+
+use std::path::{Path, PathBuf};
+
+pub mod layout;
+pub mod manifest;
+pub mod reader;
+pub mod schema;
+pub mod writer;
+
+pub use layout::PartPath;
+pub use manifest::{Manifest, VcpuTotals};
+pub use reader::{scan, Trace};
+pub use schema::{BlockCount, BlockInfo, InsnInfo, Table};
+
+/// What went wrong, and with which file.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: not a qtrace trace ({why})")]
+    NotATrace { path: PathBuf, why: String },
+    #[error("{path}: corrupt: {why}")]
+    Corrupt { path: PathBuf, why: String },
+    #[error("column `{column}` is not {expected}")]
+    Schema { column: String, expected: String },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn io(path: &Path, source: std::io::Error) -> Error {
+        Error::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    pub fn parquet(path: &Path, e: parquet::errors::ParquetError) -> Error {
+        match e {
+            parquet::errors::ParquetError::External(inner) => {
+                match inner.downcast::<std::io::Error>() {
+                    Ok(io) => Error::io(path, *io),
+                    Err(other) => Error::corrupt(path, other.to_string()),
+                }
+            }
+            other => Error::corrupt(path, other.to_string()),
+        }
+    }
+
+    pub fn corrupt(path: &Path, why: impl Into<String>) -> Error {
+        Error::Corrupt {
+            path: path.to_path_buf(),
+            why: why.into(),
+        }
+    }
+
+    pub fn not_a_trace(path: &Path, why: impl Into<String>) -> Error {
+        Error::NotATrace {
+            path: path.to_path_buf(),
+            why: why.into(),
+        }
+    }
+
+    pub fn schema(column: &str, expected: &str) -> Error {
+        Error::Schema {
+            column: column.to_string(),
+            expected: expected.to_string(),
+        }
+    }
+}

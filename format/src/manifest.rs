@@ -1,0 +1,131 @@
+//! `manifest.json`: what a trace holds and how the run ended. Written when
+//! recording starts (`complete: false`) and again, atomically, at the end.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+use crate::layout::MANIFEST;
+use crate::{Error, Result};
+
+/// Name written in every manifest's `format` field.
+pub const FORMAT_NAME: &str = "qtrace";
+/// Bumped whenever a reader of the previous version could misread a trace.
+pub const FORMAT_VERSION: u32 = 1;
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Manifest {
+    pub format: String,
+    pub format_version: u32,
+    /// Version of the recorder that wrote the trace.
+    pub recorder_version: String,
+    /// Version of the QEMU that ran the guest, where the recorder could tell.
+    pub qemu_version: Option<String>,
+    /// Guest architecture, as QEMU names it (`x86_64`, `aarch64`, ...).
+    pub target: String,
+    /// `linux-user` or `system`.
+    pub mode: String,
+    /// QEMU's command line, guest program and arguments included.
+    pub command_line: Vec<String>,
+    /// The plugin options as given.
+    pub options: BTreeMap<String, String>,
+    /// RFC 3339, UTC.
+    pub started_at: String,
+    pub ended_at: Option<String>,
+    /// True once the recorder has written every table and sealed every part
+    /// at the guest's exit. False means the run was cut short: what is sealed
+    /// is readable, but later events are missing.
+    pub complete: bool,
+    /// Distinct translated blocks (rows of `block_dict`).
+    pub distinct_blocks: u64,
+    pub vcpus: Vec<VcpuTotals>,
+}
+
+/// Totals of one vCPU.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct VcpuTotals {
+    pub vcpu: u32,
+    /// Block executions, from the inline counters.
+    pub blocks: u64,
+    /// Instructions executed, from the inline counters.
+    pub insns: u64,
+    /// Rows written to `blocks` (equal to `blocks` when nothing was lost).
+    pub block_events: u64,
+    /// Part files sealed in `blocks/vcpu=N`.
+    pub parts: u32,
+}
+
+impl Manifest {
+    pub fn new() -> Self {
+        Manifest {
+            format: FORMAT_NAME.to_string(),
+            format_version: FORMAT_VERSION,
+            started_at: now_rfc3339(),
+            ..Default::default()
+        }
+    }
+
+    /// Reads `root/manifest.json`.
+    pub fn read(root: &Path) -> Result<Manifest> {
+        let path = root.join(MANIFEST);
+        let text = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+        let m: Manifest = serde_json::from_slice(&text)
+            .map_err(|e| Error::corrupt(&path, format!("not a qtrace manifest: {e}")))?;
+        if m.format != FORMAT_NAME {
+            return Err(Error::corrupt(&path, "not a qtrace manifest"));
+        }
+        if m.format_version > FORMAT_VERSION {
+            return Err(Error::corrupt(
+                &path,
+                format!(
+                    "format version {} is newer than this qtrace reads ({FORMAT_VERSION})",
+                    m.format_version
+                ),
+            ));
+        }
+        Ok(m)
+    }
+
+    /// Writes `root/manifest.json` atomically: a reader sees the old or the
+    /// new manifest, never half of one.
+    pub fn write(&self, root: &Path) -> Result<()> {
+        let path = root.join(MANIFEST);
+        let tmp = root.join(format!(".{MANIFEST}.tmp"));
+        let mut text = serde_json::to_vec_pretty(self).expect("manifest serialises");
+        text.push(b'\n');
+        std::fs::write(&tmp, text).map_err(|e| Error::io(&tmp, e))?;
+        std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))
+    }
+}
+
+/// The current time in RFC 3339, UTC, to the millisecond.
+pub fn now_rfc3339() -> String {
+    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_rejects_foreign_json() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut m = Manifest::new();
+        m.target = "x86_64".into();
+        m.vcpus.push(VcpuTotals {
+            vcpu: 0,
+            blocks: 3,
+            ..Default::default()
+        });
+        m.write(dir.path()).unwrap();
+        assert_eq!(Manifest::read(dir.path()).unwrap(), m);
+
+        std::fs::write(dir.path().join(MANIFEST), b"{\"a\": 1}").unwrap();
+        let err = Manifest::read(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("manifest.json"), "{err}");
+    }
+}

@@ -1,0 +1,423 @@
+//! Every table of a trace: its columns, their Arrow types and their Parquet
+//! encodings. This is the only place where a column name or type is written
+//! down; the recorder, the command line and the docs all use it.
+//!
+//! | table          | partitioned by | one row per                                   |
+//! |----------------|----------------|-----------------------------------------------|
+//! | `blocks`       | `vcpu=N`       | executed block, in execution order            |
+//! | `block_dict`   | -              | distinct translated block                     |
+//! | `block_counts` | -              | (vCPU, block) pair that executed at least once |
+
+use std::sync::{Arc, OnceLock};
+
+use arrow_array::builder::{BinaryBuilder, StringBuilder, UInt32Builder, UInt64Builder};
+use arrow_array::{
+    Array, ArrayRef, BinaryArray, ListArray, RecordBatch, StringArray, StructArray, UInt32Array,
+    UInt64Array,
+};
+use arrow_buffer::OffsetBuffer;
+use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef};
+use parquet::basic::{Compression, Encoding, ZstdLevel};
+use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersion};
+use parquet::schema::types::ColumnPath;
+
+use crate::{Error, Result};
+
+/// The tables of a trace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Table {
+    /// Executed blocks per vCPU, in execution order: `seq`, `block_id`.
+    Blocks,
+    /// One row per distinct translated block, with its instructions.
+    BlockDict,
+    /// Exact execution counts per vCPU and block, from inline counters.
+    BlockCounts,
+}
+
+impl Table {
+    pub const ALL: [Table; 3] = [Table::Blocks, Table::BlockDict, Table::BlockCounts];
+
+    /// The table's directory name under the trace root.
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::Blocks => "blocks",
+            Table::BlockDict => "block_dict",
+            Table::BlockCounts => "block_counts",
+        }
+    }
+
+    /// Whether the table is split into `vcpu=N` hive partitions.
+    pub fn per_vcpu(self) -> bool {
+        matches!(self, Table::Blocks)
+    }
+
+    /// The table's Arrow schema, built once.
+    pub fn schema(self) -> SchemaRef {
+        static BLOCKS: OnceLock<SchemaRef> = OnceLock::new();
+        static DICT: OnceLock<SchemaRef> = OnceLock::new();
+        static COUNTS: OnceLock<SchemaRef> = OnceLock::new();
+        match self {
+            Table::Blocks => BLOCKS.get_or_init(blocks_schema).clone(),
+            Table::BlockDict => DICT.get_or_init(block_dict_schema).clone(),
+            Table::BlockCounts => COUNTS.get_or_init(block_counts_schema).clone(),
+        }
+    }
+
+    /// Parquet writer settings: zstd everywhere, and per column the encoding
+    /// that keeps it small.
+    pub fn writer_properties(self, zstd_level: i32) -> WriterProperties {
+        let level = ZstdLevel::try_new(zstd_level).unwrap_or_default();
+        let mut b = WriterProperties::builder()
+            .set_writer_version(WriterVersion::PARQUET_2_0)
+            .set_compression(Compression::ZSTD(level))
+            .set_statistics_enabled(EnabledStatistics::Chunk)
+            .set_created_by(concat!("qtrace ", env!("CARGO_PKG_VERSION")).to_string());
+        match self {
+            Table::Blocks => {
+                // `seq` rises by one per row: delta encoding stores it in almost nothing.
+                b = b
+                    .set_column_dictionary_enabled(ColumnPath::from(col::SEQ), false)
+                    .set_column_encoding(ColumnPath::from(col::SEQ), Encoding::DELTA_BINARY_PACKED)
+                    // Block ids repeat in loops: a dictionary turns them into
+                    // small indices whose runs zstd then folds away.
+                    .set_column_dictionary_enabled(ColumnPath::from(col::BLOCK_ID), true)
+                    .set_dictionary_page_size_limit(4 << 20)
+                    .set_data_page_size_limit(1 << 20)
+                    .set_max_row_group_row_count(Some(BLOCKS_ROW_GROUP_ROWS))
+                    .set_max_row_group_bytes(Some(64 << 20));
+            }
+            Table::BlockDict | Table::BlockCounts => {
+                b = b
+                    .set_column_dictionary_enabled(ColumnPath::from(col::BLOCK_ID), false)
+                    .set_column_encoding(
+                        ColumnPath::from(col::BLOCK_ID),
+                        Encoding::DELTA_BINARY_PACKED,
+                    )
+                    .set_max_row_group_row_count(Some(64 * 1024));
+            }
+        }
+        b.build()
+    }
+}
+
+/// Rows per row group of `blocks`: 4 MiB of ids and 8 MiB of sequence numbers
+/// before encoding, which bounds what a writer holds in memory.
+pub const BLOCKS_ROW_GROUP_ROWS: usize = 1 << 20;
+
+/// Column names. Use these, never a literal.
+pub mod col {
+    pub const SEQ: &str = "seq";
+    pub const BLOCK_ID: &str = "block_id";
+    pub const PC: &str = "pc";
+    pub const SIZE: &str = "size";
+    pub const N_INSNS: &str = "n_insns";
+    pub const CODE: &str = "code";
+    pub const SYMBOL: &str = "symbol";
+    pub const INSNS: &str = "insns";
+    pub const ADDR: &str = "addr";
+    pub const BYTES: &str = "bytes";
+    pub const DISAS: &str = "disas";
+    pub const VCPU: &str = "vcpu";
+    pub const EXECS: &str = "execs";
+}
+
+fn blocks_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new(col::SEQ, DataType::UInt64, false),
+        Field::new(col::BLOCK_ID, DataType::UInt32, false),
+    ]))
+}
+
+fn insn_fields() -> Fields {
+    Fields::from(vec![
+        Field::new(col::ADDR, DataType::UInt64, false),
+        Field::new(col::BYTES, DataType::Binary, false),
+        Field::new(col::DISAS, DataType::Utf8, false),
+        Field::new(col::SYMBOL, DataType::Utf8, true),
+    ])
+}
+
+fn insns_item_field() -> Arc<Field> {
+    Arc::new(Field::new("item", DataType::Struct(insn_fields()), false))
+}
+
+fn block_dict_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new(col::BLOCK_ID, DataType::UInt32, false),
+        Field::new(col::PC, DataType::UInt64, false),
+        Field::new(col::SIZE, DataType::UInt32, false),
+        Field::new(col::N_INSNS, DataType::UInt32, false),
+        Field::new(col::CODE, DataType::Binary, false),
+        Field::new(col::SYMBOL, DataType::Utf8, true),
+        Field::new(col::INSNS, DataType::List(insns_item_field()), false),
+    ]))
+}
+
+fn block_counts_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new(col::VCPU, DataType::UInt32, false),
+        Field::new(col::BLOCK_ID, DataType::UInt32, false),
+        Field::new(col::EXECS, DataType::UInt64, false),
+    ]))
+}
+
+/// A batch of `blocks`: `ids[i]` executed as event `first_seq + i`.
+pub fn blocks_batch(first_seq: u64, ids: &[u32]) -> RecordBatch {
+    let seq = UInt64Array::from_iter_values(first_seq..first_seq + ids.len() as u64);
+    let id = UInt32Array::from(ids.to_vec());
+    RecordBatch::try_new(Table::Blocks.schema(), vec![Arc::new(seq), Arc::new(id)])
+        .expect("blocks batch matches its schema")
+}
+
+/// One instruction of a translated block.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct InsnInfo {
+    pub addr: u64,
+    pub bytes: Vec<u8>,
+    pub disas: String,
+    pub symbol: Option<String>,
+}
+
+/// One distinct translated block: a row of `block_dict`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BlockInfo {
+    pub id: u32,
+    pub pc: u64,
+    /// Size in bytes of guest code.
+    pub size: u32,
+    pub code: Vec<u8>,
+    /// The symbol that contains `pc`, where QEMU knows one.
+    pub symbol: Option<String>,
+    pub insns: Vec<InsnInfo>,
+}
+
+/// Builds `block_dict` batches, one column builder per column.
+#[derive(Default)]
+pub struct BlockDictBuilder {
+    id: UInt32Builder,
+    pc: UInt64Builder,
+    size: UInt32Builder,
+    n_insns: UInt32Builder,
+    code: BinaryBuilder,
+    symbol: StringBuilder,
+    insn_offsets: Vec<i32>,
+    insn_addr: UInt64Builder,
+    insn_bytes: BinaryBuilder,
+    insn_disas: StringBuilder,
+    insn_symbol: StringBuilder,
+}
+
+impl BlockDictBuilder {
+    pub fn append(&mut self, b: &BlockInfo) {
+        if self.insn_offsets.is_empty() {
+            self.insn_offsets.push(0);
+        }
+        self.id.append_value(b.id);
+        self.pc.append_value(b.pc);
+        self.size.append_value(b.size);
+        self.n_insns.append_value(b.insns.len() as u32);
+        self.code.append_value(&b.code);
+        self.symbol.append_option(b.symbol.as_deref());
+        for i in &b.insns {
+            self.insn_addr.append_value(i.addr);
+            self.insn_bytes.append_value(&i.bytes);
+            self.insn_disas.append_value(&i.disas);
+            self.insn_symbol.append_option(i.symbol.as_deref());
+        }
+        let last = *self.insn_offsets.last().unwrap_or(&0);
+        self.insn_offsets.push(last + b.insns.len() as i32);
+    }
+
+    pub fn len(&self) -> usize {
+        self.insn_offsets.len().saturating_sub(1)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn finish(&mut self) -> RecordBatch {
+        let mut offsets = std::mem::take(&mut self.insn_offsets);
+        if offsets.is_empty() {
+            offsets.push(0);
+        }
+        let insns = StructArray::new(
+            insn_fields(),
+            vec![
+                Arc::new(self.insn_addr.finish()) as ArrayRef,
+                Arc::new(self.insn_bytes.finish()),
+                Arc::new(self.insn_disas.finish()),
+                Arc::new(self.insn_symbol.finish()),
+            ],
+            None,
+        );
+        let list = ListArray::new(
+            insns_item_field(),
+            OffsetBuffer::new(offsets.into()),
+            Arc::new(insns),
+            None,
+        );
+        RecordBatch::try_new(
+            Table::BlockDict.schema(),
+            vec![
+                Arc::new(self.id.finish()),
+                Arc::new(self.pc.finish()),
+                Arc::new(self.size.finish()),
+                Arc::new(self.n_insns.finish()),
+                Arc::new(self.code.finish()),
+                Arc::new(self.symbol.finish()),
+                Arc::new(list),
+            ],
+        )
+        .expect("block_dict batch matches its schema")
+    }
+}
+
+/// Decodes `block_dict` rows back into [`BlockInfo`]s.
+pub fn block_dict_rows(batch: &RecordBatch) -> Result<Vec<BlockInfo>> {
+    let id: &UInt32Array = column(batch, col::BLOCK_ID)?;
+    let pc: &UInt64Array = column(batch, col::PC)?;
+    let size: &UInt32Array = column(batch, col::SIZE)?;
+    let code: &BinaryArray = column(batch, col::CODE)?;
+    let symbol: &StringArray = column(batch, col::SYMBOL)?;
+    let insns: &ListArray = column(batch, col::INSNS)?;
+    let values = insns
+        .values()
+        .as_any()
+        .downcast_ref::<StructArray>()
+        .ok_or_else(|| Error::schema(col::INSNS, "a list of structs"))?;
+    let field = |name: &str| {
+        values
+            .column_by_name(name)
+            .ok_or_else(|| Error::schema(name, "a field of insns"))
+    };
+    let i_addr = downcast::<UInt64Array>(field(col::ADDR)?, col::ADDR)?;
+    let i_bytes = downcast::<BinaryArray>(field(col::BYTES)?, col::BYTES)?;
+    let i_disas = downcast::<StringArray>(field(col::DISAS)?, col::DISAS)?;
+    let i_symbol = downcast::<StringArray>(field(col::SYMBOL)?, col::SYMBOL)?;
+    let offsets = insns.value_offsets();
+    let mut out = Vec::with_capacity(batch.num_rows());
+    for row in 0..batch.num_rows() {
+        let (lo, hi) = (offsets[row] as usize, offsets[row + 1] as usize);
+        let insns = (lo..hi)
+            .map(|k| InsnInfo {
+                addr: i_addr.value(k),
+                bytes: i_bytes.value(k).to_vec(),
+                disas: i_disas.value(k).to_string(),
+                symbol: opt_str(i_symbol, k),
+            })
+            .collect();
+        out.push(BlockInfo {
+            id: id.value(row),
+            pc: pc.value(row),
+            size: size.value(row),
+            code: code.value(row).to_vec(),
+            symbol: opt_str(symbol, row),
+            insns,
+        });
+    }
+    Ok(out)
+}
+
+/// A row of `block_counts`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlockCount {
+    pub vcpu: u32,
+    pub block_id: u32,
+    pub execs: u64,
+}
+
+/// A `block_counts` batch from its rows.
+pub fn block_counts_batch(rows: &[BlockCount]) -> RecordBatch {
+    let vcpu = UInt32Array::from_iter_values(rows.iter().map(|r| r.vcpu));
+    let id = UInt32Array::from_iter_values(rows.iter().map(|r| r.block_id));
+    let execs = UInt64Array::from_iter_values(rows.iter().map(|r| r.execs));
+    RecordBatch::try_new(
+        Table::BlockCounts.schema(),
+        vec![Arc::new(vcpu), Arc::new(id), Arc::new(execs)],
+    )
+    .expect("block_counts batch matches its schema")
+}
+
+/// Decodes `block_counts` rows.
+pub fn block_counts_rows(batch: &RecordBatch) -> Result<Vec<BlockCount>> {
+    let vcpu: &UInt32Array = column(batch, col::VCPU)?;
+    let id: &UInt32Array = column(batch, col::BLOCK_ID)?;
+    let execs: &UInt64Array = column(batch, col::EXECS)?;
+    Ok((0..batch.num_rows())
+        .map(|i| BlockCount {
+            vcpu: vcpu.value(i),
+            block_id: id.value(i),
+            execs: execs.value(i),
+        })
+        .collect())
+}
+
+/// A column of `batch` by name, as the array type the schema gives it.
+pub fn column<'a, T: Array + 'static>(batch: &'a RecordBatch, name: &str) -> Result<&'a T> {
+    let array = batch
+        .column_by_name(name)
+        .ok_or_else(|| Error::schema(name, "a column"))?;
+    downcast(array, name)
+}
+
+fn downcast<'a, T: Array + 'static>(array: &'a ArrayRef, name: &str) -> Result<&'a T> {
+    array
+        .as_any()
+        .downcast_ref::<T>()
+        .ok_or_else(|| Error::schema(name, std::any::type_name::<T>()))
+}
+
+fn opt_str(a: &StringArray, i: usize) -> Option<String> {
+    (!a.is_null(i)).then(|| a.value(i).to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn block_dict_round_trips() {
+        let blocks = vec![
+            BlockInfo {
+                id: 0,
+                pc: 0x401000,
+                size: 5,
+                code: vec![0x90, 0xe8, 1, 2, 3],
+                symbol: Some("main".into()),
+                insns: vec![
+                    InsnInfo {
+                        addr: 0x401000,
+                        bytes: vec![0x90],
+                        disas: "nop".into(),
+                        symbol: Some("main".into()),
+                    },
+                    InsnInfo {
+                        addr: 0x401001,
+                        bytes: vec![0xe8, 1, 2, 3],
+                        disas: "call 0x1".into(),
+                        symbol: None,
+                    },
+                ],
+            },
+            BlockInfo {
+                id: 1,
+                pc: 0x500000,
+                ..Default::default()
+            },
+        ];
+        let mut b = BlockDictBuilder::default();
+        for blk in &blocks {
+            b.append(blk);
+        }
+        let batch = b.finish();
+        assert_eq!(block_dict_rows(&batch).unwrap(), blocks);
+    }
+
+    #[test]
+    fn blocks_batch_numbers_rows_from_first_seq() {
+        let batch = blocks_batch(10, &[7, 8, 7]);
+        let seq: &UInt64Array = column(&batch, col::SEQ).unwrap();
+        assert_eq!(seq.values().to_vec(), vec![10, 11, 12]);
+    }
+}

@@ -1,0 +1,159 @@
+//! Writes one table partition as a sequence of sealed part files.
+//!
+//! A part is written under a hidden name and renamed when complete, so a
+//! reader never sees half a Parquet file. Parts are sealed when they reach a
+//! row limit or an age limit, which bounds what a killed recorder loses.
+
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use arrow_array::RecordBatch;
+use parquet::arrow::ArrowWriter;
+
+use crate::layout::{in_progress_name, part_name, partition_dir};
+use crate::schema::Table;
+use crate::{Error, Result};
+
+/// When a part is sealed and a new one begun.
+#[derive(Clone, Copy, Debug)]
+pub struct PartLimits {
+    pub max_rows: u64,
+    pub max_age: Duration,
+}
+
+impl Default for PartLimits {
+    fn default() -> Self {
+        PartLimits {
+            max_rows: 64 << 20,
+            max_age: Duration::from_secs(1),
+        }
+    }
+}
+
+struct OpenPart {
+    writer: ArrowWriter<BufWriter<File>>,
+    tmp: PathBuf,
+    rows: u64,
+    opened: Instant,
+}
+
+/// Writes the parts of one partition (`blocks/vcpu=3`, or `block_dict`).
+pub struct PartWriter {
+    table: Table,
+    dir: PathBuf,
+    zstd_level: i32,
+    limits: PartLimits,
+    next_index: u32,
+    open: Option<OpenPart>,
+    sealed_parts: u32,
+    sealed_rows: u64,
+}
+
+impl PartWriter {
+    pub fn new(
+        root: &Path,
+        table: Table,
+        vcpu: Option<u32>,
+        zstd_level: i32,
+        limits: PartLimits,
+    ) -> Self {
+        PartWriter {
+            table,
+            dir: partition_dir(root, table, vcpu),
+            zstd_level,
+            limits,
+            next_index: 0,
+            open: None,
+            sealed_parts: 0,
+            sealed_rows: 0,
+        }
+    }
+
+    /// Appends a batch, sealing the current part first if it is full or old.
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        if let Some(open) = &self.open {
+            if open.rows >= self.limits.max_rows || open.opened.elapsed() >= self.limits.max_age {
+                self.seal()?;
+            }
+        }
+        if self.open.is_none() {
+            self.open = Some(self.begin_part()?);
+        }
+        let open = self.open.as_mut().expect("a part is open");
+        open.writer
+            .write(batch)
+            .map_err(|e| Error::parquet(&open.tmp, e))?;
+        open.rows += batch.num_rows() as u64;
+        Ok(())
+    }
+
+    /// Seals the open part if it is older than the age limit.
+    pub fn seal_if_old(&mut self) -> Result<()> {
+        match &self.open {
+            Some(open) if open.opened.elapsed() >= self.limits.max_age => self.seal(),
+            _ => Ok(()),
+        }
+    }
+
+    /// Completes the open part, if any, and gives it its visible name.
+    pub fn seal(&mut self) -> Result<()> {
+        let Some(open) = self.open.take() else {
+            return Ok(());
+        };
+        let file = open
+            .writer
+            .into_inner()
+            .map_err(|e| Error::parquet(&open.tmp, e))?;
+        let file = file
+            .into_inner()
+            .map_err(|e| Error::io(&open.tmp, e.into_error()))?;
+        file.sync_data().map_err(|e| Error::io(&open.tmp, e))?;
+        drop(file);
+        let index = self.next_index - 1;
+        let path = self.dir.join(part_name(index));
+        std::fs::rename(&open.tmp, &path).map_err(|e| Error::io(&path, e))?;
+        self.sealed_parts += 1;
+        self.sealed_rows += open.rows;
+        Ok(())
+    }
+
+    /// Parts sealed so far.
+    pub fn sealed_parts(&self) -> u32 {
+        self.sealed_parts
+    }
+
+    /// Rows in sealed parts.
+    pub fn sealed_rows(&self) -> u64 {
+        self.sealed_rows
+    }
+
+    fn begin_part(&mut self) -> Result<OpenPart> {
+        std::fs::create_dir_all(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
+        let index = self.next_index;
+        self.next_index += 1;
+        let tmp = self.dir.join(in_progress_name(index));
+        let file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        let props = self.table.writer_properties(self.zstd_level);
+        let writer = ArrowWriter::try_new(
+            BufWriter::with_capacity(1 << 20, file),
+            self.table.schema(),
+            Some(props),
+        )
+        .map_err(|e| Error::parquet(&tmp, e))?;
+        Ok(OpenPart {
+            writer,
+            tmp,
+            rows: 0,
+            opened: Instant::now(),
+        })
+    }
+}
+
+/// Writes a whole small table (one part) in one go.
+pub fn write_table(root: &Path, table: Table, batch: &RecordBatch, zstd_level: i32) -> Result<()> {
+    let mut w = PartWriter::new(root, table, None, zstd_level, PartLimits::default());
+    w.write(batch)?;
+    w.seal()
+}
