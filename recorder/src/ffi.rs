@@ -1,0 +1,384 @@
+//! The only module that touches QEMU's plugin API: generated bindings, and a
+//! safe wrapper on top of them.
+//!
+//! Every `extern "C"` function QEMU calls is a trampoline that runs the
+//! recorder's code under `catch_unwind`: a panic that crossed into QEMU would
+//! abort it and lose the whole trace. Handles to translated blocks and
+//! instructions borrow the translation callback's lifetime, so they cannot be
+//! kept past it.
+//!
+//! This module must never be called from a writer thread: QEMU's API is only
+//! valid on vCPU threads and inside its callbacks.
+
+use std::ffi::{c_char, c_int, c_uint, c_void, CStr};
+use std::marker::PhantomData;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+#[allow(
+    non_camel_case_types,
+    non_upper_case_globals,
+    non_snake_case,
+    dead_code,
+    clippy::all
+)]
+mod sys {
+    include!(concat!(env!("OUT_DIR"), "/bindings.rs"));
+}
+
+/// The plugin API version the recorder was built against; QEMU refuses to
+/// load a plugin whose version it does not support.
+#[no_mangle]
+pub static qemu_plugin_version: c_int = sys::QEMU_PLUGIN_VERSION as c_int;
+
+/// This plugin's handle, as QEMU gave it at install.
+pub type PluginId = sys::qemu_plugin_id_t;
+
+/// What QEMU says about itself at install.
+#[derive(Clone, Debug)]
+pub struct Info {
+    pub target: String,
+    pub system_emulation: bool,
+}
+
+/// The recorder as QEMU sees it: callbacks with no state of their own, so
+/// that each trampoline is a direct call, with no indirection on the hot path.
+pub trait Plugin: 'static {
+    /// Called once at load. An error refuses the load; its text goes to stderr.
+    fn install(id: PluginId, info: Info, args: Vec<String>) -> Result<(), String>;
+    /// A block was translated: inspect and instrument it.
+    fn on_translate(tb: &Tb<'_>);
+    /// An instrumented block is about to execute on `vcpu`.
+    fn on_exec(vcpu: u32, data: u64);
+    /// A vCPU (in linux-user: a guest thread) is going away.
+    fn on_vcpu_exit(vcpu: u32);
+    /// The guest is exiting.
+    fn on_exit();
+}
+
+/// Entry point QEMU calls when the plugin loads.
+#[no_mangle]
+pub extern "C" fn qemu_plugin_install(
+    id: sys::qemu_plugin_id_t,
+    info: *const sys::qemu_info_t,
+    argc: c_int,
+    argv: *mut *mut c_char,
+) -> c_int {
+    let result = catch_unwind(|| {
+        // SAFETY: QEMU passes a valid info block for the duration of this call.
+        let info = unsafe { read_info(info) };
+        // SAFETY: QEMU passes `argc` valid C strings in `argv`.
+        let args = unsafe { read_args(argc, argv) };
+        crate::recorder::Recorder::install(id, info, args)
+    });
+    match result {
+        Ok(Ok(())) => 0,
+        Ok(Err(msg)) => {
+            eprintln!("qtrace: {msg}");
+            -1
+        }
+        Err(panic) => {
+            eprintln!("qtrace: internal error at install: {}", panic_text(&panic));
+            -1
+        }
+    }
+}
+
+/// # Safety
+/// `info` must be null or point to a live `qemu_info_t`.
+unsafe fn read_info(info: *const sys::qemu_info_t) -> Info {
+    // SAFETY: per the function's contract.
+    let Some(info) = (unsafe { info.as_ref() }) else {
+        return Info {
+            target: String::new(),
+            system_emulation: false,
+        };
+    };
+    Info {
+        // SAFETY: target_name is a static C string owned by QEMU.
+        target: unsafe { c_string(info.target_name) }.unwrap_or_default(),
+        system_emulation: info.system_emulation,
+    }
+}
+
+/// # Safety
+/// `argv` must hold `argc` valid C strings.
+unsafe fn read_args(argc: c_int, argv: *mut *mut c_char) -> Vec<String> {
+    (0..argc.max(0) as usize)
+        // SAFETY: per the function's contract.
+        .filter_map(|i| unsafe { c_string(*argv.add(i)) })
+        .collect()
+}
+
+/// # Safety
+/// `p` must be null or a valid NUL-terminated string.
+unsafe fn c_string(p: *const c_char) -> Option<String> {
+    // SAFETY: per the function's contract.
+    (!p.is_null()).then(|| unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned())
+}
+
+/// Registers the translation, vCPU-exit and exit callbacks of `P`.
+pub fn register<P: Plugin>(id: PluginId) {
+    // SAFETY: the trampolines match the callback types QEMU expects and live
+    // as long as the plugin.
+    unsafe {
+        sys::qemu_plugin_register_vcpu_tb_trans_cb(id, Some(translate_trampoline::<P>));
+        sys::qemu_plugin_register_vcpu_exit_cb(id, Some(vcpu_exit_trampoline::<P>));
+        sys::qemu_plugin_register_atexit_cb(id, Some(exit_trampoline::<P>), std::ptr::null_mut());
+    }
+}
+
+/// Number of vCPUs QEMU has seen so far (in linux-user: the highest thread
+/// index plus one).
+pub fn num_vcpus() -> u32 {
+    // SAFETY: no preconditions.
+    unsafe { sys::qemu_plugin_num_vcpus() }.max(0) as u32
+}
+
+static REPORTED_PANIC: AtomicBool = AtomicBool::new(false);
+
+/// Runs a callback body; a panic is reported once on stderr and stops there.
+#[inline(always)]
+fn guard(what: &str, f: impl FnOnce()) {
+    if let Err(panic) = catch_unwind(AssertUnwindSafe(f)) {
+        if !REPORTED_PANIC.swap(true, Ordering::Relaxed) {
+            eprintln!("qtrace: internal error in {what}: {}", panic_text(&panic));
+        }
+    }
+}
+
+fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> &str {
+    panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("panic")
+}
+
+extern "C" fn translate_trampoline<P: Plugin>(_id: PluginId, tb: *mut sys::qemu_plugin_tb) {
+    guard("translation", || {
+        let tb = Tb {
+            raw: tb,
+            _life: PhantomData,
+        };
+        P::on_translate(&tb)
+    })
+}
+
+extern "C" fn exec_trampoline<P: Plugin>(vcpu: c_uint, data: *mut c_void) {
+    guard("block execution", || P::on_exec(vcpu, data as u64))
+}
+
+extern "C" fn vcpu_exit_trampoline<P: Plugin>(_id: PluginId, vcpu: c_uint) {
+    guard("vcpu exit", || P::on_vcpu_exit(vcpu))
+}
+
+extern "C" fn exit_trampoline<P: Plugin>(_id: PluginId, _data: *mut c_void) {
+    guard("exit", P::on_exit)
+}
+
+/// A block being translated; valid only inside the translation callback.
+pub struct Tb<'a> {
+    raw: *mut sys::qemu_plugin_tb,
+    _life: PhantomData<&'a ()>,
+}
+
+impl<'a> Tb<'a> {
+    pub fn vaddr(&self) -> u64 {
+        // SAFETY: `raw` is live for 'a.
+        unsafe { sys::qemu_plugin_tb_vaddr(self.raw) }
+    }
+
+    pub fn n_insns(&self) -> usize {
+        // SAFETY: `raw` is live for 'a.
+        unsafe { sys::qemu_plugin_tb_n_insns(self.raw) }
+    }
+
+    pub fn insn(&self, idx: usize) -> Option<Insn<'a>> {
+        if idx >= self.n_insns() {
+            return None;
+        }
+        // SAFETY: `raw` is live and idx is in range.
+        let raw = unsafe { sys::qemu_plugin_tb_get_insn(self.raw, idx) };
+        (!raw.is_null()).then_some(Insn {
+            raw,
+            _life: PhantomData,
+        })
+    }
+
+    pub fn insns(&self) -> impl Iterator<Item = Insn<'a>> + '_ {
+        (0..self.n_insns()).filter_map(|i| self.insn(i))
+    }
+
+    /// Calls `P::on_exec(vcpu, data)` each time this block executes.
+    pub fn on_exec<P: Plugin>(&self, data: u64) {
+        // SAFETY: `raw` is live; the trampoline matches the callback type;
+        // `data` is passed back as is and never dereferenced.
+        unsafe {
+            sys::qemu_plugin_register_vcpu_tb_exec_cb(
+                self.raw,
+                Some(exec_trampoline::<P>),
+                sys::qemu_plugin_cb_flags::QEMU_PLUGIN_CB_NO_REGS,
+                data as *mut c_void,
+            )
+        }
+    }
+
+    /// Adds one to this vCPU's `counter` each time the block executes, with
+    /// code QEMU emits inline (no call).
+    pub fn count_inline(&self, counter: &Counter) {
+        // SAFETY: `raw` is live; the counter's scoreboard lives as long as the plugin.
+        unsafe {
+            sys::qemu_plugin_register_vcpu_tb_exec_inline_per_vcpu(
+                self.raw,
+                sys::qemu_plugin_op::QEMU_PLUGIN_INLINE_ADD_U64,
+                counter.entry(),
+                1,
+            )
+        }
+    }
+}
+
+/// An instruction of a block being translated.
+pub struct Insn<'a> {
+    raw: *mut sys::qemu_plugin_insn,
+    _life: PhantomData<&'a ()>,
+}
+
+impl Insn<'_> {
+    pub fn vaddr(&self) -> u64 {
+        // SAFETY: `raw` is live for the translation.
+        unsafe { sys::qemu_plugin_insn_vaddr(self.raw) }
+    }
+
+    /// The instruction's bytes.
+    pub fn bytes(&self) -> Vec<u8> {
+        // SAFETY: `raw` is live for the translation.
+        let size = unsafe { sys::qemu_plugin_insn_size(self.raw) };
+        let mut buf = vec![0u8; size];
+        // SAFETY: `buf` has room for `size` bytes.
+        let got = unsafe { sys::qemu_plugin_insn_data(self.raw, buf.as_mut_ptr().cast(), size) };
+        buf.truncate(got);
+        buf
+    }
+
+    /// Disassembly, as QEMU's capstone gives it (empty without capstone).
+    pub fn disas(&self) -> String {
+        // SAFETY: `raw` is live; the result is a g_malloc'd string we own.
+        let p = unsafe { sys::qemu_plugin_insn_disas(self.raw) };
+        if p.is_null() {
+            return String::new();
+        }
+        // SAFETY: `p` is a valid C string until freed below.
+        let s = unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned();
+        // SAFETY: `p` was allocated by glib and is freed once.
+        unsafe { g_free(p.cast()) };
+        s
+    }
+
+    /// The symbol QEMU knows at this address (the guest's ELF symbols).
+    pub fn symbol(&self) -> Option<String> {
+        // SAFETY: `raw` is live; the result is a string owned by QEMU.
+        unsafe { c_string(sys::qemu_plugin_insn_symbol(self.raw)) }
+    }
+}
+
+extern "C" {
+    // glib's allocator; QEMU links glib, so it resolves at load like the API.
+    fn g_free(p: *mut c_void);
+}
+
+/// A per-vCPU 64-bit counter in a QEMU scoreboard, incremented inline.
+pub struct Counter {
+    score: *mut sys::qemu_plugin_scoreboard,
+}
+
+// SAFETY: the scoreboard is owned by QEMU and lives until freed at exit; it is
+// only read through QEMU's API, which takes care of its own synchronisation.
+unsafe impl Send for Counter {}
+
+impl Counter {
+    pub fn new() -> Counter {
+        // SAFETY: no preconditions; QEMU zero-fills the new scoreboard.
+        let score = unsafe { sys::qemu_plugin_scoreboard_new(std::mem::size_of::<u64>()) };
+        Counter { score }
+    }
+
+    fn entry(&self) -> sys::qemu_plugin_u64 {
+        sys::qemu_plugin_u64 {
+            score: self.score,
+            offset: 0,
+        }
+    }
+
+    /// This counter's value on `vcpu`.
+    pub fn get(&self, vcpu: u32) -> u64 {
+        if vcpu >= num_vcpus() {
+            return 0;
+        }
+        // SAFETY: the scoreboard is live and vcpu is below num_vcpus.
+        unsafe { sys::qemu_plugin_u64_get(self.entry(), vcpu) }
+    }
+}
+
+/// Most vCPUs (in linux-user: guest threads alive at once) the recorder
+/// follows; events of vCPUs beyond are counted as lost.
+pub const MAX_VCPUS: usize = 4096;
+
+/// State owned by each vCPU, reached by vCPU index with one plain load and no
+/// lock: QEMU runs the callbacks of a vCPU on that vCPU's thread only, one at
+/// a time, so a vCPU's state is never touched by two threads at once.
+pub struct PerVcpu<T> {
+    slots: Box<[std::sync::atomic::AtomicPtr<T>]>,
+}
+
+impl<T> PerVcpu<T> {
+    pub fn new() -> Self {
+        PerVcpu {
+            slots: (0..MAX_VCPUS)
+                .map(|_| std::sync::atomic::AtomicPtr::new(std::ptr::null_mut()))
+                .collect(),
+        }
+    }
+
+    /// Runs `f` on `vcpu`'s state, creating it with `init` on first use.
+    /// Must only be called from a callback QEMU runs for `vcpu` (or with
+    /// `vcpu` stopped); returns `None` if `vcpu` is beyond [`MAX_VCPUS`].
+    #[inline(always)]
+    pub fn with<R>(
+        &self,
+        vcpu: u32,
+        init: impl FnOnce() -> T,
+        f: impl FnOnce(&mut T) -> R,
+    ) -> Option<R> {
+        let slot = self.slots.get(vcpu as usize)?;
+        let mut p = slot.load(Ordering::Acquire);
+        if p.is_null() {
+            p = Box::into_raw(Box::new(init()));
+            slot.store(p, Ordering::Release);
+        }
+        // SAFETY: `p` came from Box::into_raw and is never freed while the
+        // plugin is loaded; only `vcpu`'s own thread reaches it here (see the
+        // type's doc), so this is the only reference.
+        Some(f(unsafe { &mut *p }))
+    }
+
+    /// Runs `f` on every vCPU's state. Only for the exit callback: QEMU has
+    /// then stopped instrumented code on every vCPU (it unregisters the
+    /// callbacks and flushes all translated code before calling it).
+    pub fn for_each_at_exit(&self, mut f: impl FnMut(u32, &mut T)) {
+        for (vcpu, slot) in self.slots.iter().enumerate() {
+            let p = slot.load(Ordering::Acquire);
+            if !p.is_null() {
+                // SAFETY: as in `with`; no vCPU runs instrumented code now.
+                f(vcpu as u32, unsafe { &mut *p });
+            }
+        }
+    }
+}
+
+impl<T> Default for PerVcpu<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}

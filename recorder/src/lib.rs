@@ -1,0 +1,14 @@
+//! The qtrace recorder: a QEMU TCG plugin (`-plugin libqtrace_recorder.so,out=run.parquet`)
+//! that records what a guest executes into a trace directory (see `qtrace-format`).
+//!
+//! - [`ffi`]: the only place that touches QEMU's API (bindings, trampolines);
+//! - `options`: the plugin's options, checked at install;
+//! - `recorder`: what each callback does (the hot path is `on_exec`);
+//! - `sink`: background writer threads that turn buffers into Parquet parts.
+//!
+//! No panic may reach QEMU: every callback runs under `catch_unwind`.
+
+pub mod ffi;
+mod options;
+mod recorder;
+mod sink;

@@ -1,0 +1,127 @@
+//! The plugin's options (`-plugin librecorder.so,out=run.parquet,zstd=3`),
+//! parsed and checked at install: a wrong option refuses the load with a
+//! message that names it.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Every option, with its meaning, as printed when one is wrong.
+pub const HELP: &str = "\
+options: out=DIR (required: the trace directory, created; must not exist or be empty)
+         zstd=1..22 (compression level, default 3)
+         writers=1..16 (background writer threads, default 1)
+         buffer=N (block events per vCPU buffer, 1024..16777216, default 262144)
+         queue=N (full buffers waiting per writer before vCPUs wait, 1..1024, default 8)
+         part_secs=S (seal a part file after S seconds, 0.05..3600, default 1)
+         part_rows=N (seal a part file after N rows, default 67108864)
+         disas=on|off (record disassembly and symbols of blocks, default on)";
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Options {
+    pub out: PathBuf,
+    pub zstd: i32,
+    pub writers: usize,
+    pub buffer: usize,
+    pub queue: usize,
+    pub part_age: Duration,
+    pub part_rows: u64,
+    pub disas: bool,
+    /// The options exactly as given, for the manifest.
+    pub given: BTreeMap<String, String>,
+}
+
+impl Options {
+    /// Parses `key=value` arguments. The error names the offending option.
+    pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<Options, String> {
+        let mut out = None;
+        let mut o = Options {
+            out: PathBuf::new(),
+            zstd: 3,
+            writers: 1,
+            buffer: 1 << 18,
+            queue: 8,
+            part_age: Duration::from_secs(1),
+            part_rows: 64 << 20,
+            disas: true,
+            given: BTreeMap::new(),
+        };
+        for arg in args {
+            let arg = arg.as_ref();
+            let (key, value) = arg
+                .split_once('=')
+                .ok_or_else(|| format!("option `{arg}` is not key=value\n{HELP}"))?;
+            if o.given.insert(key.to_string(), value.to_string()).is_some() {
+                return Err(format!("option `{key}` given twice"));
+            }
+            match key {
+                "out" if value.is_empty() => return Err("option `out` is empty".into()),
+                "out" => out = Some(PathBuf::from(value)),
+                "zstd" => o.zstd = int(key, value, 1, 22)? as i32,
+                "writers" => o.writers = int(key, value, 1, 16)? as usize,
+                "buffer" => o.buffer = int(key, value, 1024, 1 << 24)? as usize,
+                "queue" => o.queue = int(key, value, 1, 1024)? as usize,
+                "part_rows" => o.part_rows = int(key, value, 1024, u32::MAX as u64)?,
+                "part_secs" => {
+                    let secs: f64 = value
+                        .parse()
+                        .ok()
+                        .filter(|s| (0.05..=3600.0).contains(s))
+                        .ok_or_else(|| {
+                            format!("option `part_secs={value}`: expected seconds in 0.05..3600")
+                        })?;
+                    o.part_age = Duration::from_secs_f64(secs);
+                }
+                "disas" => o.disas = boolean(key, value)?,
+                _ => return Err(format!("unknown option `{key}`\n{HELP}")),
+            }
+        }
+        o.out = out.ok_or_else(|| format!("option `out` is required\n{HELP}"))?;
+        Ok(o)
+    }
+}
+
+fn int(key: &str, value: &str, min: u64, max: u64) -> Result<u64, String> {
+    value
+        .parse::<u64>()
+        .ok()
+        .filter(|v| (min..=max).contains(v))
+        .ok_or_else(|| format!("option `{key}={value}`: expected an integer in {min}..{max}"))
+}
+
+fn boolean(key: &str, value: &str) -> Result<bool, String> {
+    match value {
+        "on" | "true" | "yes" => Ok(true),
+        "off" | "false" | "no" => Ok(false),
+        _ => Err(format!("option `{key}={value}`: expected on or off")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_values() {
+        let o = Options::parse(&["out=/tmp/t.parquet", "zstd=9", "disas=off"]).unwrap();
+        assert_eq!(o.out, PathBuf::from("/tmp/t.parquet"));
+        assert_eq!((o.zstd, o.writers, o.disas), (9, 1, false));
+        assert_eq!(o.given.len(), 3);
+    }
+
+    #[test]
+    fn errors_name_the_option() {
+        for (args, needle) in [
+            (vec!["zstd=3"], "`out` is required"),
+            (vec!["out=x", "zstd=99"], "zstd=99"),
+            (vec!["out=x", "colour=red"], "unknown option `colour`"),
+            (vec!["out=x", "verbose"], "`verbose` is not key=value"),
+            (vec!["out=x", "out=y"], "`out` given twice"),
+            (vec!["out=x", "disas=maybe"], "disas=maybe"),
+            (vec!["out=x", "part_secs=0"], "part_secs=0"),
+        ] {
+            let err = Options::parse(&args).unwrap_err();
+            assert!(err.contains(needle), "{args:?}: {err}");
+        }
+    }
+}

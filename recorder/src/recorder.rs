@@ -1,0 +1,359 @@
+//! What the recorder does at each callback: gives each distinct translated
+//! block an id, appends executed ids to the vCPU's own buffer, hands full
+//! buffers to the writers, and at exit writes the block dictionary, the
+//! counts and the manifest.
+//!
+//! The execution callback is the hot path: it must take no lock, touch no
+//! state shared between vCPUs and allocate nothing but a new buffer when one
+//! is full.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+use std::thread::JoinHandle;
+
+use qtrace_format::manifest::now_rfc3339;
+use qtrace_format::schema::{
+    block_counts_batch, BlockCount, BlockDictBuilder, BlockInfo, InsnInfo,
+};
+use qtrace_format::writer::{write_table, PartLimits};
+use qtrace_format::{Manifest, Table, VcpuTotals};
+
+use crate::ffi::{self, Counter, Info, PerVcpu, Plugin, PluginId, Tb};
+use crate::options::Options;
+use crate::sink::{usable_out_dir, BlockBatch, Sink, SinkConfig};
+
+pub struct Recorder;
+
+struct State {
+    opts: Options,
+    root: PathBuf,
+    /// The process that installed the recorder. A forked child inherits this
+    /// state but not the writer threads: it must not write (see `Lane::flush`).
+    pid: u32,
+    manifest: Mutex<Manifest>,
+    blocks: Mutex<BlockTable>,
+    lanes: PerVcpu<Lane>,
+    sink: Sink,
+    qemu_version: Mutex<Option<JoinHandle<Option<String>>>>,
+}
+
+static STATE: OnceLock<State> = OnceLock::new();
+
+/// Distinct translated blocks: a block translated again with the same
+/// address and code (after a flush, or in another thread) keeps its id.
+#[derive(Default)]
+struct BlockTable {
+    ids: HashMap<(u64, Vec<u8>), u32>,
+    infos: Vec<BlockInfo>,
+    counters: Vec<Counter>,
+}
+
+/// One vCPU's buffer of executed block ids.
+struct Lane {
+    vcpu: u32,
+    ids: Vec<u32>,
+    /// Sequence number of `ids[0]`.
+    next_seq: u64,
+    lost: u64,
+}
+
+impl Lane {
+    fn new(vcpu: u32, capacity: usize) -> Lane {
+        Lane {
+            vcpu,
+            ids: Vec::with_capacity(capacity),
+            next_seq: 0,
+            lost: 0,
+        }
+    }
+
+    /// Hands the buffer to the writers (waiting if they are behind).
+    #[cold]
+    fn flush(&mut self, state: &State) {
+        if self.ids.is_empty() {
+            return;
+        }
+        let ids = std::mem::replace(&mut self.ids, Vec::with_capacity(state.opts.buffer));
+        let n = ids.len() as u64;
+        if std::process::id() != state.pid {
+            self.lost += n;
+        } else if state
+            .sink
+            .send(BlockBatch {
+                vcpu: self.vcpu,
+                first_seq: self.next_seq,
+                ids,
+            })
+            .is_err()
+        {
+            self.lost += n;
+        }
+        self.next_seq += n;
+    }
+}
+
+impl Plugin for Recorder {
+    fn install(id: PluginId, info: Info, args: Vec<String>) -> Result<(), String> {
+        let opts = Options::parse(&args)?;
+        let root = absolute(&opts.out);
+        usable_out_dir(&root)?;
+        std::fs::create_dir_all(&root).map_err(|e| format!("out={}: {e}", root.display()))?;
+
+        let mut manifest = Manifest::new();
+        manifest.recorder_version = env!("CARGO_PKG_VERSION").to_string();
+        manifest.target = info.target.clone();
+        manifest.mode = if info.system_emulation {
+            "system".into()
+        } else {
+            "linux-user".into()
+        };
+        manifest.command_line = command_line();
+        manifest.options = opts.given.clone();
+        manifest
+            .write(&root)
+            .map_err(|e| format!("cannot write the manifest: {e}"))?;
+
+        let sink = Sink::start(&SinkConfig {
+            root: root.clone(),
+            writers: opts.writers,
+            queue: opts.queue,
+            zstd: opts.zstd,
+            limits: PartLimits {
+                max_rows: opts.part_rows,
+                max_age: opts.part_age,
+            },
+        })
+        .map_err(|e| format!("cannot start the writer threads: {e}"))?;
+        let target = info.target.clone();
+        let qemu_version = std::thread::Builder::new()
+            .name("qtrace-version".into())
+            .spawn(move || qemu_version(&target))
+            .ok();
+
+        let state = State {
+            opts,
+            root,
+            pid: std::process::id(),
+            manifest: Mutex::new(manifest),
+            blocks: Mutex::new(BlockTable::default()),
+            lanes: PerVcpu::new(),
+            sink,
+            qemu_version: Mutex::new(qemu_version),
+        };
+        STATE
+            .set(state)
+            .map_err(|_| "the recorder is loaded twice".to_string())?;
+        ffi::register::<Recorder>(id);
+        Ok(())
+    }
+
+    fn on_translate(tb: &Tb<'_>) {
+        let Some(state) = STATE.get() else { return };
+        let pc = tb.vaddr();
+        let insns: Vec<_> = tb.insns().collect();
+        let bytes: Vec<Vec<u8>> = insns.iter().map(|i| i.bytes()).collect();
+        let code = bytes.concat();
+        let mut table = lock(&state.blocks);
+        let key = (pc, code);
+        let id = match table.ids.get(&key) {
+            Some(&id) => id,
+            None => {
+                let id = table.infos.len() as u32;
+                let insns = insns
+                    .iter()
+                    .zip(bytes)
+                    .map(|(insn, bytes)| InsnInfo {
+                        addr: insn.vaddr(),
+                        bytes,
+                        disas: if state.opts.disas {
+                            insn.disas()
+                        } else {
+                            String::new()
+                        },
+                        symbol: if state.opts.disas {
+                            insn.symbol()
+                        } else {
+                            None
+                        },
+                    })
+                    .collect::<Vec<_>>();
+                let (pc, code) = key;
+                table.infos.push(BlockInfo {
+                    id,
+                    pc,
+                    size: code.len() as u32,
+                    symbol: insns.first().and_then(|i| i.symbol.clone()),
+                    code: code.clone(),
+                    insns,
+                });
+                table.counters.push(Counter::new());
+                table.ids.insert((pc, code), id);
+                id
+            }
+        };
+        tb.count_inline(&table.counters[id as usize]);
+        drop(table);
+        tb.on_exec::<Recorder>(id as u64);
+    }
+
+    #[inline(always)]
+    fn on_exec(vcpu: u32, data: u64) {
+        let Some(state) = STATE.get() else { return };
+        state.lanes.with(
+            vcpu,
+            || Lane::new(vcpu, state.opts.buffer),
+            |lane| {
+                if lane.ids.len() == lane.ids.capacity() {
+                    lane.flush(state);
+                }
+                lane.ids.push(data as u32);
+            },
+        );
+    }
+
+    fn on_vcpu_exit(vcpu: u32) {
+        let Some(state) = STATE.get() else { return };
+        state
+            .lanes
+            .with(vcpu, || Lane::new(vcpu, 0), |lane| lane.flush(state));
+    }
+
+    fn on_exit() {
+        let Some(state) = STATE.get() else { return };
+        if std::process::id() != state.pid {
+            // A forked child: its parent writes the trace.
+            return;
+        }
+        if let Err(e) = finish(state) {
+            eprintln!(
+                "qtrace: could not finish the trace in {}: {e}",
+                state.root.display()
+            );
+        }
+    }
+}
+
+/// Seals every part, writes the block dictionary and counts, then the final manifest.
+fn finish(state: &State) -> Result<(), String> {
+    let mut lanes = Vec::new();
+    state.lanes.for_each_at_exit(|vcpu, lane| {
+        lane.flush(state);
+        lanes.push((vcpu, lane.next_seq, lane.lost));
+    });
+    let report = state.sink.finish();
+
+    let table = lock(&state.blocks);
+    let nvcpus = ffi::num_vcpus();
+    let mut counts = Vec::new();
+    let mut totals: Vec<VcpuTotals> = (0..nvcpus)
+        .map(|vcpu| VcpuTotals {
+            vcpu,
+            ..Default::default()
+        })
+        .collect();
+    for (id, counter) in table.counters.iter().enumerate() {
+        let n_insns = table.infos[id].insns.len() as u64;
+        for t in totals.iter_mut() {
+            let execs = counter.get(t.vcpu);
+            if execs > 0 {
+                counts.push(BlockCount {
+                    vcpu: t.vcpu,
+                    block_id: id as u32,
+                    execs,
+                });
+                t.blocks += execs;
+                t.insns += execs * n_insns;
+            }
+        }
+    }
+    counts.sort_by_key(|c| (c.vcpu, c.block_id));
+    let mut dict = BlockDictBuilder::default();
+    for info in &table.infos {
+        dict.append(info);
+    }
+    let distinct_blocks = table.infos.len() as u64;
+    drop(table);
+
+    let zstd = state.opts.zstd;
+    let mut errors = report.errors;
+    if let Err(e) = write_table(&state.root, Table::BlockDict, &dict.finish(), zstd) {
+        errors.push(e.to_string());
+    }
+    if let Err(e) = write_table(
+        &state.root,
+        Table::BlockCounts,
+        &block_counts_batch(&counts),
+        zstd,
+    ) {
+        errors.push(e.to_string());
+    }
+
+    let mut lost_total = 0;
+    for (vcpu, _events, lost) in &lanes {
+        lost_total += lost + report.lost.get(vcpu).copied().unwrap_or(0);
+    }
+    for t in totals.iter_mut() {
+        if let Some(&(rows, parts)) = report.written.get(&t.vcpu) {
+            t.block_events = rows;
+            t.parts = parts;
+        }
+    }
+    totals.retain(|t| t.blocks > 0 || t.block_events > 0);
+
+    let mut manifest = lock(&state.manifest).clone();
+    manifest.qemu_version = lock(&state.qemu_version)
+        .take()
+        .and_then(|h| h.join().ok())
+        .flatten();
+    manifest.ended_at = Some(now_rfc3339());
+    manifest.distinct_blocks = distinct_blocks;
+    manifest.vcpus = totals;
+    manifest.complete = errors.is_empty() && lost_total == 0;
+    manifest.write(&state.root).map_err(|e| e.to_string())?;
+    for e in &errors {
+        eprintln!("qtrace: {e}");
+    }
+    if lost_total > 0 {
+        eprintln!("qtrace: {lost_total} block events could not be written");
+    }
+    Ok(())
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+/// QEMU's command line (the guest program and its arguments included).
+fn command_line() -> Vec<String> {
+    std::fs::read("/proc/self/cmdline")
+        .map(|b| {
+            b.split(|&c| c == 0)
+                .filter(|a| !a.is_empty())
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The version of the QEMU we run in: the plugin API does not tell, but
+/// linux-user QEMU carries its `--version` text, `qemu-TARGET version X.Y.Z`.
+fn qemu_version(target: &str) -> Option<String> {
+    let exe = std::fs::read("/proc/self/exe").ok()?;
+    let needle = format!("qemu-{target} version ");
+    let at = exe
+        .windows(needle.len())
+        .position(|w| w == needle.as_bytes())?
+        + needle.len();
+    let rest = &exe[at..exe.len().min(at + 64)];
+    let end = rest
+        .iter()
+        .position(|&c| c.is_ascii_whitespace() || c == 0)
+        .unwrap_or(rest.len());
+    let v = std::str::from_utf8(&rest[..end]).ok()?;
+    (!v.is_empty()).then(|| v.to_string())
+}

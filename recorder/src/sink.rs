@@ -1,0 +1,255 @@
+//! Background writer threads: they take full event buffers from the vCPUs and
+//! encode them into sealed Parquet parts.
+//!
+//! Each writer owns the partitions of the vCPUs assigned to it (`vcpu %
+//! writers`), so no two threads ever write the same file. The queue to each
+//! writer is bounded: when the writers fall behind, a vCPU that hands over a
+//! buffer waits, so memory stays bounded and nothing is dropped.
+//!
+//! Writers never call QEMU's API.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, RecvTimeoutError, SyncSender};
+use std::sync::Mutex;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use qtrace_format::schema::{blocks_batch, Table};
+use qtrace_format::writer::{PartLimits, PartWriter};
+
+/// A buffer of block ids executed by one vCPU, starting at event `first_seq`.
+pub struct BlockBatch {
+    pub vcpu: u32,
+    pub first_seq: u64,
+    pub ids: Vec<u32>,
+}
+
+enum Msg {
+    Blocks(BlockBatch),
+    /// Seal everything and stop.
+    Finish,
+}
+
+/// What the writers did, per vCPU.
+#[derive(Debug, Default)]
+pub struct SinkReport {
+    /// vCPU -> (rows written, parts sealed).
+    pub written: BTreeMap<u32, (u64, u32)>,
+    /// vCPU -> block events that could not be written.
+    pub lost: BTreeMap<u32, u64>,
+    pub errors: Vec<String>,
+}
+
+pub struct Sink {
+    senders: Vec<SyncSender<Msg>>,
+    threads: Mutex<Vec<JoinHandle<SinkReport>>>,
+}
+
+#[derive(Clone)]
+pub struct SinkConfig {
+    pub root: PathBuf,
+    pub writers: usize,
+    pub queue: usize,
+    pub zstd: i32,
+    pub limits: PartLimits,
+}
+
+impl Sink {
+    pub fn start(cfg: &SinkConfig) -> std::io::Result<Sink> {
+        let mut senders = Vec::new();
+        let mut threads = Vec::new();
+        for i in 0..cfg.writers.max(1) {
+            let (tx, rx) = mpsc::sync_channel::<Msg>(cfg.queue);
+            let cfg = cfg.clone();
+            let thread = std::thread::Builder::new()
+                .name(format!("qtrace-writer-{i}"))
+                .spawn(move || {
+                    let mut w = Writer::new(cfg);
+                    loop {
+                        match rx.recv_timeout(Duration::from_millis(100)) {
+                            Ok(Msg::Blocks(batch)) => w.write(batch),
+                            Ok(Msg::Finish) | Err(RecvTimeoutError::Disconnected) => break,
+                            Err(RecvTimeoutError::Timeout) => w.seal_old(),
+                        }
+                    }
+                    w.finish()
+                })?;
+            senders.push(tx);
+            threads.push(thread);
+        }
+        Ok(Sink {
+            senders,
+            threads: Mutex::new(threads),
+        })
+    }
+
+    /// Hands a full buffer to its writer, waiting while that writer's queue is
+    /// full. Returns the batch if the writers have already finished.
+    pub fn send(&self, batch: BlockBatch) -> Result<(), BlockBatch> {
+        let tx = &self.senders[batch.vcpu as usize % self.senders.len()];
+        tx.send(Msg::Blocks(batch)).map_err(|e| match e.0 {
+            Msg::Blocks(b) => b,
+            Msg::Finish => unreachable!("only blocks are sent here"),
+        })
+    }
+
+    /// Seals every part and stops the writers; the batches already queued are
+    /// written first.
+    pub fn finish(&self) -> SinkReport {
+        for tx in &self.senders {
+            let _ = tx.send(Msg::Finish);
+        }
+        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut report = SinkReport::default();
+        for t in threads {
+            match t.join() {
+                Ok(r) => {
+                    report.written.extend(r.written);
+                    report.lost.extend(r.lost);
+                    report.errors.extend(r.errors);
+                }
+                Err(_) => report.errors.push("a writer thread panicked".into()),
+            }
+        }
+        report
+    }
+}
+
+/// One writer thread's state.
+struct Writer {
+    cfg: SinkConfig,
+    parts: BTreeMap<u32, PartWriter>,
+    report: SinkReport,
+    failed: bool,
+}
+
+impl Writer {
+    fn new(cfg: SinkConfig) -> Writer {
+        Writer {
+            cfg,
+            parts: BTreeMap::new(),
+            report: SinkReport::default(),
+            failed: false,
+        }
+    }
+
+    fn write(&mut self, batch: BlockBatch) {
+        let n = batch.ids.len() as u64;
+        if self.failed {
+            *self.report.lost.entry(batch.vcpu).or_default() += n;
+            return;
+        }
+        let cfg = &self.cfg;
+        let part = self.parts.entry(batch.vcpu).or_insert_with(|| {
+            PartWriter::new(
+                &cfg.root,
+                Table::Blocks,
+                Some(batch.vcpu),
+                cfg.zstd,
+                cfg.limits,
+            )
+        });
+        let record = blocks_batch(batch.first_seq, &batch.ids);
+        if let Err(e) = part.write(&record) {
+            *self.report.lost.entry(batch.vcpu).or_default() += n;
+            self.fail(e.to_string());
+        }
+    }
+
+    fn seal_old(&mut self) {
+        if self.failed {
+            return;
+        }
+        let mut error = None;
+        for part in self.parts.values_mut() {
+            if let Err(e) = part.seal_if_old() {
+                error = Some(e.to_string());
+                break;
+            }
+        }
+        if let Some(e) = error {
+            self.fail(e);
+        }
+    }
+
+    /// Stops writing after an I/O error: the guest runs on, and the manifest
+    /// says what was lost.
+    fn fail(&mut self, error: String) {
+        eprintln!("qtrace: writing the trace failed, recording stops: {error}");
+        self.report.errors.push(error);
+        self.failed = true;
+    }
+
+    fn finish(mut self) -> SinkReport {
+        for (&vcpu, part) in self.parts.iter_mut() {
+            if let Err(e) = part.seal() {
+                self.report.errors.push(e.to_string());
+            }
+            self.report
+                .written
+                .insert(vcpu, (part.sealed_rows(), part.sealed_parts()));
+        }
+        self.report
+    }
+}
+
+/// True if `dir` can become a trace directory: it does not exist, or is empty.
+pub fn usable_out_dir(dir: &Path) -> Result<(), String> {
+    match std::fs::read_dir(dir) {
+        Ok(mut entries) => match entries.next() {
+            None => Ok(()),
+            Some(_) => Err(format!(
+                "out={}: the directory exists and is not empty",
+                dir.display()
+            )),
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(format!("out={}: {e}", dir.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use qtrace_format::Trace;
+
+    #[test]
+    fn writes_every_batch_in_order_and_seals_parts() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("t.parquet");
+        let sink = Sink::start(&SinkConfig {
+            root: root.clone(),
+            writers: 2,
+            queue: 1,
+            zstd: 3,
+            limits: PartLimits {
+                max_rows: 2000,
+                max_age: Duration::from_secs(60),
+            },
+        })
+        .unwrap();
+        for vcpu in 0..3u32 {
+            for k in 0..5u64 {
+                let ids = vec![vcpu * 10 + k as u32; 1000];
+                sink.send(BlockBatch {
+                    vcpu,
+                    first_seq: k * 1000,
+                    ids,
+                })
+                .map_err(|_| "writers gone")
+                .unwrap();
+            }
+        }
+        let report = sink.finish();
+        assert!(report.errors.is_empty(), "{:?}", report.errors);
+        for vcpu in 0..3 {
+            assert_eq!(report.written[&vcpu], (5000, 3));
+        }
+        std::fs::create_dir_all(&root).unwrap();
+        qtrace_format::Manifest::new().write(&root).unwrap();
+        let trace = Trace::open(&root).unwrap();
+        let parts = trace.parts(Table::Blocks).unwrap();
+        assert_eq!(parts.len(), 9);
+    }
+}
