@@ -122,6 +122,8 @@ mod tests {
             .map(|p| (p.vcpu, p.index))
             .collect();
         assert_eq!(got, vec![(Some(0), 0), (Some(0), 1), (Some(1), 0)]);
-        assert!(list_parts(root.path(), Table::BlockDict).unwrap().is_empty());
+        assert!(list_parts(root.path(), Table::BlockDict)
+            .unwrap()
+            .is_empty());
     }
 }

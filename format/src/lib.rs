@@ -6,7 +6,8 @@
 //! - [`schema`]: the tables, their columns, types and encodings;
 //! - [`layout`]: where each table's part files live;
 //! - [`manifest`]: what was recorded and how the run ended;
-//! - [`writer`]: writes a table partition as sealed part files;
+//! - [`writer`]: writes a table partition as sealed part files, and
+//!   [`blocks_writer`] the encoder of the one table that must keep up with QEMU;
 //! - [`reader`]: opens a trace and scans its tables in parallel.
 //!
 //! Users' documentation of the tables, with DuckDB and pandas examples, is
@@ -14,6 +15,7 @@
 
 use std::path::{Path, PathBuf};
 
+pub mod blocks_writer;
 pub mod layout;
 pub mod manifest;
 pub mod reader;

@@ -138,12 +138,13 @@ where
         .map(|&(o, rg)| {
             guarded(&o.part.path, || {
                 let file = File::open(&o.part.path).map_err(|e| Error::io(&o.part.path, e))?;
-                let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(file, o.meta.clone())
-                    .with_row_groups(vec![rg])
-                    .with_projection(o.projection.clone())
-                    .with_batch_size(BATCH_ROWS)
-                    .build()
-                    .map_err(|e| Error::parquet(&o.part.path, e))?;
+                let reader =
+                    ParquetRecordBatchReaderBuilder::new_with_metadata(file, o.meta.clone())
+                        .with_row_groups(vec![rg])
+                        .with_projection(o.projection.clone())
+                        .with_batch_size(BATCH_ROWS)
+                        .build()
+                        .map_err(|e| Error::parquet(&o.part.path, e))?;
                 let mut acc = init();
                 for batch in reader {
                     let batch = batch.map_err(|e| Error::corrupt(&o.part.path, e.to_string()))?;
@@ -167,9 +168,9 @@ fn open_part<'a>(part: &'a PartPath, columns: &[&str]) -> Result<OpenedPart<'a>>
             let indices = columns
                 .iter()
                 .map(|c| {
-                    schema.index_of(c).map_err(|_| {
-                        Error::corrupt(&part.path, format!("has no column `{c}`"))
-                    })
+                    schema
+                        .index_of(c)
+                        .map_err(|_| Error::corrupt(&part.path, format!("has no column `{c}`")))
                 })
                 .collect::<Result<Vec<_>>>()?;
             ProjectionMask::roots(meta.parquet_schema(), indices)

@@ -63,8 +63,8 @@ impl Table {
         }
     }
 
-    /// Parquet writer settings: zstd everywhere, and per column the encoding
-    /// that keeps it small.
+    /// Parquet writer settings of the tables written through Arrow: zstd
+    /// everywhere, and per column the encoding that keeps it small.
     pub fn writer_properties(self, zstd_level: i32) -> WriterProperties {
         let level = ZstdLevel::try_new(zstd_level).unwrap_or_default();
         let mut b = WriterProperties::builder()
@@ -73,19 +73,8 @@ impl Table {
             .set_statistics_enabled(EnabledStatistics::Chunk)
             .set_created_by(concat!("qtrace ", env!("CARGO_PKG_VERSION")).to_string());
         match self {
-            Table::Blocks => {
-                // `seq` rises by one per row: delta encoding stores it in almost nothing.
-                b = b
-                    .set_column_dictionary_enabled(ColumnPath::from(col::SEQ), false)
-                    .set_column_encoding(ColumnPath::from(col::SEQ), Encoding::DELTA_BINARY_PACKED)
-                    // Block ids repeat in loops: a dictionary turns them into
-                    // small indices whose runs zstd then folds away.
-                    .set_column_dictionary_enabled(ColumnPath::from(col::BLOCK_ID), true)
-                    .set_dictionary_page_size_limit(4 << 20)
-                    .set_data_page_size_limit(1 << 20)
-                    .set_max_row_group_row_count(Some(BLOCKS_ROW_GROUP_ROWS))
-                    .set_max_row_group_bytes(Some(64 << 20));
-            }
+            // `blocks` has its own encoder: see `blocks_writer`.
+            Table::Blocks => {}
             Table::BlockDict | Table::BlockCounts => {
                 b = b
                     .set_column_dictionary_enabled(ColumnPath::from(col::BLOCK_ID), false)
@@ -99,10 +88,6 @@ impl Table {
         b.build()
     }
 }
-
-/// Rows per row group of `blocks`: 4 MiB of ids and 8 MiB of sequence numbers
-/// before encoding, which bounds what a writer holds in memory.
-pub const BLOCKS_ROW_GROUP_ROWS: usize = 1 << 20;
 
 /// Column names. Use these, never a literal.
 pub mod col {

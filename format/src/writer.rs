@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use arrow_array::RecordBatch;
 use parquet::arrow::ArrowWriter;
 
+use crate::blocks_writer::BlocksFileWriter;
 use crate::layout::{in_progress_name, part_name, partition_dir};
 use crate::schema::Table;
 use crate::{Error, Result};
@@ -32,8 +33,15 @@ impl Default for PartLimits {
     }
 }
 
+/// `blocks` has its own encoder (see `blocks_writer`); the other tables go
+/// through the generic Arrow writer.
+enum Encoder {
+    Arrow(ArrowWriter<BufWriter<File>>),
+    Blocks(BlocksFileWriter<BufWriter<File>>),
+}
+
 struct OpenPart {
-    writer: ArrowWriter<BufWriter<File>>,
+    encoder: Encoder,
     tmp: PathBuf,
     rows: u64,
     opened: Instant,
@@ -72,7 +80,41 @@ impl PartWriter {
     }
 
     /// Appends a batch, sealing the current part first if it is full or old.
+    /// For every table but `blocks`.
     pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        let open = self.part_with_room()?;
+        match &mut open.encoder {
+            Encoder::Arrow(w) => w.write(batch).map_err(|e| Error::parquet(&open.tmp, e))?,
+            Encoder::Blocks(_) => {
+                return Err(Error::schema(
+                    crate::schema::col::SEQ,
+                    "written with write_blocks",
+                ))
+            }
+        }
+        open.rows += batch.num_rows() as u64;
+        Ok(())
+    }
+
+    /// Appends the rows `first_seq..` of `blocks` with these ids, as one row group.
+    pub fn write_blocks(&mut self, first_seq: u64, ids: &[u32]) -> Result<()> {
+        let open = self.part_with_room()?;
+        match &mut open.encoder {
+            Encoder::Blocks(w) => w
+                .write_row_group(first_seq, ids)
+                .map_err(|e| Error::parquet(&open.tmp, e))?,
+            Encoder::Arrow(_) => {
+                return Err(Error::schema(
+                    crate::schema::col::SEQ,
+                    "a column of this table",
+                ))
+            }
+        }
+        open.rows += ids.len() as u64;
+        Ok(())
+    }
+
+    fn part_with_room(&mut self) -> Result<&mut OpenPart> {
         if let Some(open) = &self.open {
             if open.rows >= self.limits.max_rows || open.opened.elapsed() >= self.limits.max_age {
                 self.seal()?;
@@ -81,12 +123,7 @@ impl PartWriter {
         if self.open.is_none() {
             self.open = Some(self.begin_part()?);
         }
-        let open = self.open.as_mut().expect("a part is open");
-        open.writer
-            .write(batch)
-            .map_err(|e| Error::parquet(&open.tmp, e))?;
-        open.rows += batch.num_rows() as u64;
-        Ok(())
+        Ok(self.open.as_mut().expect("a part is open"))
     }
 
     /// Seals the open part if it is older than the age limit.
@@ -102,10 +139,11 @@ impl PartWriter {
         let Some(open) = self.open.take() else {
             return Ok(());
         };
-        let file = open
-            .writer
-            .into_inner()
-            .map_err(|e| Error::parquet(&open.tmp, e))?;
+        let file = match open.encoder {
+            Encoder::Arrow(w) => w.into_inner(),
+            Encoder::Blocks(w) => w.finish(),
+        }
+        .map_err(|e| Error::parquet(&open.tmp, e))?;
         let file = file
             .into_inner()
             .map_err(|e| Error::io(&open.tmp, e.into_error()))?;
@@ -135,15 +173,19 @@ impl PartWriter {
         self.next_index += 1;
         let tmp = self.dir.join(in_progress_name(index));
         let file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-        let props = self.table.writer_properties(self.zstd_level);
-        let writer = ArrowWriter::try_new(
-            BufWriter::with_capacity(1 << 20, file),
-            self.table.schema(),
-            Some(props),
-        )
+        let sink = BufWriter::with_capacity(1 << 20, file);
+        let encoder = match self.table {
+            Table::Blocks => BlocksFileWriter::new(sink, self.zstd_level).map(Encoder::Blocks),
+            table => ArrowWriter::try_new(
+                sink,
+                table.schema(),
+                Some(table.writer_properties(self.zstd_level)),
+            )
+            .map(Encoder::Arrow),
+        }
         .map_err(|e| Error::parquet(&tmp, e))?;
         Ok(OpenPart {
-            writer,
+            encoder,
             tmp,
             rows: 0,
             opened: Instant::now(),

@@ -48,7 +48,10 @@ pub trait Plugin: 'static {
     fn install(id: PluginId, info: Info, args: Vec<String>) -> Result<(), String>;
     /// A block was translated: inspect and instrument it.
     fn on_translate(tb: &Tb<'_>);
-    /// An instrumented block is about to execute on `vcpu`.
+    /// An instrumented block is about to execute on `vcpu`. This is the hot
+    /// path and runs without `catch_unwind`, whose frame costs more than the
+    /// work: it must not panic, and must run anything that could (its slow
+    /// path) inside [`guard`].
     fn on_exec(vcpu: u32, data: u64);
     /// A vCPU (in linux-user: a guest thread) is going away.
     fn on_vcpu_exit(vcpu: u32);
@@ -139,7 +142,7 @@ static REPORTED_PANIC: AtomicBool = AtomicBool::new(false);
 
 /// Runs a callback body; a panic is reported once on stderr and stops there.
 #[inline(always)]
-fn guard(what: &str, f: impl FnOnce()) {
+pub fn guard(what: &str, f: impl FnOnce()) {
     if let Err(panic) = catch_unwind(AssertUnwindSafe(f)) {
         if !REPORTED_PANIC.swap(true, Ordering::Relaxed) {
             eprintln!("qtrace: internal error in {what}: {}", panic_text(&panic));
@@ -166,7 +169,8 @@ extern "C" fn translate_trampoline<P: Plugin>(_id: PluginId, tb: *mut sys::qemu_
 }
 
 extern "C" fn exec_trampoline<P: Plugin>(vcpu: c_uint, data: *mut c_void) {
-    guard("block execution", || P::on_exec(vcpu, data as u64))
+    // Unguarded on purpose: see `Plugin::on_exec`.
+    P::on_exec(vcpu, data as u64)
 }
 
 extern "C" fn vcpu_exit_trampoline<P: Plugin>(_id: PluginId, vcpu: c_uint) {
@@ -329,38 +333,37 @@ pub const MAX_VCPUS: usize = 4096;
 /// lock: QEMU runs the callbacks of a vCPU on that vCPU's thread only, one at
 /// a time, so a vCPU's state is never touched by two threads at once.
 pub struct PerVcpu<T> {
-    slots: Box<[std::sync::atomic::AtomicPtr<T>]>,
+    slots: [std::sync::atomic::AtomicPtr<T>; MAX_VCPUS],
 }
 
 impl<T> PerVcpu<T> {
-    pub fn new() -> Self {
+    pub const fn new() -> Self {
         PerVcpu {
-            slots: (0..MAX_VCPUS)
-                .map(|_| std::sync::atomic::AtomicPtr::new(std::ptr::null_mut()))
-                .collect(),
+            slots: [const { std::sync::atomic::AtomicPtr::new(std::ptr::null_mut()) }; MAX_VCPUS],
         }
     }
 
-    /// Runs `f` on `vcpu`'s state, creating it with `init` on first use.
-    /// Must only be called from a callback QEMU runs for `vcpu` (or with
-    /// `vcpu` stopped); returns `None` if `vcpu` is beyond [`MAX_VCPUS`].
+    /// `vcpu`'s state, if it has one. Must only be called from a callback QEMU
+    /// runs for `vcpu`, and the reference must not outlive that callback.
     #[inline(always)]
-    pub fn with<R>(
-        &self,
-        vcpu: u32,
-        init: impl FnOnce() -> T,
-        f: impl FnOnce(&mut T) -> R,
-    ) -> Option<R> {
+    #[allow(clippy::mut_from_ref)]
+    pub fn get(&self, vcpu: u32) -> Option<&mut T> {
+        let p = self.slots.get(vcpu as usize)?.load(Ordering::Acquire);
+        // SAFETY: a non-null `p` came from Box::into_raw and is never freed
+        // while the plugin is loaded; only `vcpu`'s own thread reaches it
+        // here (see the type's doc), so this is the only reference.
+        unsafe { p.as_mut() }
+    }
+
+    /// `vcpu`'s state, created with `init` on first use; `None` if `vcpu` is
+    /// beyond [`MAX_VCPUS`]. Same rules as [`PerVcpu::get`].
+    #[allow(clippy::mut_from_ref)]
+    pub fn get_or_insert_with(&self, vcpu: u32, init: impl FnOnce() -> T) -> Option<&mut T> {
         let slot = self.slots.get(vcpu as usize)?;
-        let mut p = slot.load(Ordering::Acquire);
-        if p.is_null() {
-            p = Box::into_raw(Box::new(init()));
-            slot.store(p, Ordering::Release);
+        if slot.load(Ordering::Acquire).is_null() {
+            slot.store(Box::into_raw(Box::new(init())), Ordering::Release);
         }
-        // SAFETY: `p` came from Box::into_raw and is never freed while the
-        // plugin is loaded; only `vcpu`'s own thread reaches it here (see the
-        // type's doc), so this is the only reference.
-        Some(f(unsafe { &mut *p }))
+        self.get(vcpu)
     }
 
     /// Runs `f` on every vCPU's state. Only for the exit callback: QEMU has
@@ -369,9 +372,9 @@ impl<T> PerVcpu<T> {
     pub fn for_each_at_exit(&self, mut f: impl FnMut(u32, &mut T)) {
         for (vcpu, slot) in self.slots.iter().enumerate() {
             let p = slot.load(Ordering::Acquire);
-            if !p.is_null() {
-                // SAFETY: as in `with`; no vCPU runs instrumented code now.
-                f(vcpu as u32, unsafe { &mut *p });
+            // SAFETY: as in `get`; no vCPU runs instrumented code now.
+            if let Some(state) = unsafe { p.as_mut() } {
+                f(vcpu as u32, state);
             }
         }
     }

@@ -9,7 +9,7 @@ use std::time::Duration;
 /// Every option, with its meaning, as printed when one is wrong.
 pub const HELP: &str = "\
 options: out=DIR (required: the trace directory, created; must not exist or be empty)
-         zstd=1..22 (compression level, default 3)
+         zstd=1..22 (compression level, default 1)
          writers=1..16 (background writer threads, default 1)
          buffer=N (block events per vCPU buffer, 1024..16777216, default 262144)
          queue=N (full buffers waiting per writer before vCPUs wait, 1..1024, default 8)
@@ -37,7 +37,7 @@ impl Options {
         let mut out = None;
         let mut o = Options {
             out: PathBuf::new(),
-            zstd: 3,
+            zstd: 1,
             writers: 1,
             buffer: 1 << 18,
             queue: 8,

@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::thread::JoinHandle;
 
@@ -33,12 +34,16 @@ struct State {
     pid: u32,
     manifest: Mutex<Manifest>,
     blocks: Mutex<BlockTable>,
-    lanes: PerVcpu<Lane>,
     sink: Sink,
     qemu_version: Mutex<Option<JoinHandle<Option<String>>>>,
+    /// Events of vCPUs beyond `ffi::MAX_VCPUS`, which have no lane.
+    lost_no_lane: AtomicU64,
 }
 
 static STATE: OnceLock<State> = OnceLock::new();
+/// Each vCPU's buffer, outside `STATE` so that the hot path reaches it with
+/// no check that `STATE` is set.
+static LANES: PerVcpu<Lane> = PerVcpu::new();
 
 /// Distinct translated blocks: a block translated again with the same
 /// address and code (after a flush, or in another thread) keeps its id.
@@ -74,7 +79,7 @@ impl Lane {
         if self.ids.is_empty() {
             return;
         }
-        let ids = std::mem::replace(&mut self.ids, Vec::with_capacity(state.opts.buffer));
+        let ids = std::mem::replace(&mut self.ids, state.sink.empty_buffer());
         let n = ids.len() as u64;
         if std::process::id() != state.pid {
             self.lost += n;
@@ -116,6 +121,7 @@ impl Plugin for Recorder {
 
         let sink = Sink::start(&SinkConfig {
             root: root.clone(),
+            buffer: opts.buffer,
             writers: opts.writers,
             queue: opts.queue,
             zstd: opts.zstd,
@@ -137,9 +143,9 @@ impl Plugin for Recorder {
             pid: std::process::id(),
             manifest: Mutex::new(manifest),
             blocks: Mutex::new(BlockTable::default()),
-            lanes: PerVcpu::new(),
             sink,
             qemu_version: Mutex::new(qemu_version),
+            lost_no_lane: AtomicU64::new(0),
         };
         STATE
             .set(state)
@@ -199,24 +205,21 @@ impl Plugin for Recorder {
 
     #[inline(always)]
     fn on_exec(vcpu: u32, data: u64) {
-        let Some(state) = STATE.get() else { return };
-        state.lanes.with(
-            vcpu,
-            || Lane::new(vcpu, state.opts.buffer),
-            |lane| {
-                if lane.ids.len() == lane.ids.capacity() {
-                    lane.flush(state);
-                }
+        // The hot path: nothing here can panic (see `Plugin::on_exec`).
+        if let Some(lane) = LANES.get(vcpu) {
+            if lane.ids.len() < lane.ids.capacity() {
                 lane.ids.push(data as u32);
-            },
-        );
+                return;
+            }
+        }
+        exec_slow(vcpu, data as u32);
     }
 
     fn on_vcpu_exit(vcpu: u32) {
         let Some(state) = STATE.get() else { return };
-        state
-            .lanes
-            .with(vcpu, || Lane::new(vcpu, 0), |lane| lane.flush(state));
+        if let Some(lane) = LANES.get(vcpu) {
+            lane.flush(state);
+        }
     }
 
     fn on_exit() {
@@ -234,10 +237,28 @@ impl Plugin for Recorder {
     }
 }
 
+/// A vCPU's first block, or its buffer is full.
+#[cold]
+#[inline(never)]
+fn exec_slow(vcpu: u32, id: u32) {
+    ffi::guard("block execution", || {
+        let Some(state) = STATE.get() else { return };
+        let Some(lane) = LANES.get_or_insert_with(vcpu, || Lane::new(vcpu, state.opts.buffer))
+        else {
+            state.lost_no_lane.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        if lane.ids.len() == lane.ids.capacity() {
+            lane.flush(state);
+        }
+        lane.ids.push(id);
+    })
+}
+
 /// Seals every part, writes the block dictionary and counts, then the final manifest.
 fn finish(state: &State) -> Result<(), String> {
     let mut lanes = Vec::new();
-    state.lanes.for_each_at_exit(|vcpu, lane| {
+    LANES.for_each_at_exit(|vcpu, lane| {
         lane.flush(state);
         lanes.push((vcpu, lane.next_seq, lane.lost));
     });
@@ -289,7 +310,7 @@ fn finish(state: &State) -> Result<(), String> {
         errors.push(e.to_string());
     }
 
-    let mut lost_total = 0;
+    let mut lost_total = state.lost_no_lane.load(Ordering::Relaxed);
     for (vcpu, _events, lost) in &lanes {
         lost_total += lost + report.lost.get(vcpu).copied().unwrap_or(0);
     }

@@ -11,11 +11,11 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, RecvTimeoutError, SyncSender};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use qtrace_format::schema::{blocks_batch, Table};
+use qtrace_format::schema::Table;
 use qtrace_format::writer::{PartLimits, PartWriter};
 
 /// A buffer of block ids executed by one vCPU, starting at event `first_seq`.
@@ -44,11 +44,43 @@ pub struct SinkReport {
 pub struct Sink {
     senders: Vec<SyncSender<Msg>>,
     threads: Mutex<Vec<JoinHandle<SinkReport>>>,
+    pool: Arc<BufferPool>,
+}
+
+/// Written buffers come back to be filled again: a recycled buffer is still
+/// in cache and mapped, where a fresh one costs page faults and cache misses
+/// on the vCPU's hot path.
+struct BufferPool {
+    free: Mutex<Vec<Vec<u32>>>,
+    capacity: usize,
+    keep: usize,
+}
+
+impl BufferPool {
+    fn take(&self) -> Vec<u32> {
+        lock(&self.free)
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(self.capacity))
+    }
+
+    fn give(&self, mut buf: Vec<u32>) {
+        buf.clear();
+        let mut free = lock(&self.free);
+        if free.len() < self.keep && buf.capacity() == self.capacity {
+            free.push(buf);
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[derive(Clone)]
 pub struct SinkConfig {
     pub root: PathBuf,
+    /// Events per buffer.
+    pub buffer: usize,
     pub writers: usize,
     pub queue: usize,
     pub zstd: i32,
@@ -59,16 +91,22 @@ impl Sink {
     pub fn start(cfg: &SinkConfig) -> std::io::Result<Sink> {
         let mut senders = Vec::new();
         let mut threads = Vec::new();
+        let pool = Arc::new(BufferPool {
+            free: Mutex::new(Vec::new()),
+            capacity: cfg.buffer,
+            keep: cfg.writers.max(1) * (cfg.queue + 1),
+        });
         for i in 0..cfg.writers.max(1) {
             let (tx, rx) = mpsc::sync_channel::<Msg>(cfg.queue);
             let cfg = cfg.clone();
+            let pool = pool.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("qtrace-writer-{i}"))
                 .spawn(move || {
                     let mut w = Writer::new(cfg);
                     loop {
                         match rx.recv_timeout(Duration::from_millis(100)) {
-                            Ok(Msg::Blocks(batch)) => w.write(batch),
+                            Ok(Msg::Blocks(batch)) => pool.give(w.write(batch)),
                             Ok(Msg::Finish) | Err(RecvTimeoutError::Disconnected) => break,
                             Err(RecvTimeoutError::Timeout) => w.seal_old(),
                         }
@@ -81,7 +119,13 @@ impl Sink {
         Ok(Sink {
             senders,
             threads: Mutex::new(threads),
+            pool,
         })
+    }
+
+    /// An empty buffer to fill, recycled where possible.
+    pub fn empty_buffer(&self) -> Vec<u32> {
+        self.pool.take()
     }
 
     /// Hands a full buffer to its writer, waiting while that writer's queue is
@@ -100,7 +144,7 @@ impl Sink {
         for tx in &self.senders {
             let _ = tx.send(Msg::Finish);
         }
-        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
+        let threads = std::mem::take(&mut *lock(&self.threads));
         let mut report = SinkReport::default();
         for t in threads {
             match t.join() {
@@ -134,11 +178,12 @@ impl Writer {
         }
     }
 
-    fn write(&mut self, batch: BlockBatch) {
+    /// Writes a batch and gives back its buffer.
+    fn write(&mut self, batch: BlockBatch) -> Vec<u32> {
         let n = batch.ids.len() as u64;
         if self.failed {
             *self.report.lost.entry(batch.vcpu).or_default() += n;
-            return;
+            return batch.ids;
         }
         let cfg = &self.cfg;
         let part = self.parts.entry(batch.vcpu).or_insert_with(|| {
@@ -150,11 +195,11 @@ impl Writer {
                 cfg.limits,
             )
         });
-        let record = blocks_batch(batch.first_seq, &batch.ids);
-        if let Err(e) = part.write(&record) {
+        if let Err(e) = part.write_blocks(batch.first_seq, &batch.ids) {
             *self.report.lost.entry(batch.vcpu).or_default() += n;
             self.fail(e.to_string());
         }
+        batch.ids
     }
 
     fn seal_old(&mut self) {
@@ -220,6 +265,7 @@ mod tests {
         let root = dir.path().join("t.parquet");
         let sink = Sink::start(&SinkConfig {
             root: root.clone(),
+            buffer: 1000,
             writers: 2,
             queue: 1,
             zstd: 3,

@@ -1,0 +1,303 @@
+//! The encoder of the `blocks` table, which takes one row per executed block
+//! and so must keep up with QEMU itself (hundreds of millions of rows a second).
+//!
+//! The generic Arrow writer spends about 13 ns a row on this table, more than
+//! QEMU spends executing the block, mostly on the delta encoder of `seq` and
+//! the hashing of a dictionary. Here both columns are encoded directly into
+//! standard Parquet pages, which any reader decodes as usual:
+//!
+//! - `seq` rises by exactly one per row: its DELTA_BINARY_PACKED page is a
+//!   header and, per 128 values, a minimum delta of 1 and four zero bit widths,
+//!   about 0.04 byte a row, computed without touching the values;
+//! - `block_id` is PLAIN, then zstd per page. Loops repeat the same id
+//!   sequences, which zstd folds into long matches: measured on `xz`, this is
+//!   both smaller (0.20 against 0.27 byte a row) and three times faster than
+//!   dictionary encoding.
+//!
+//! Nothing here may panic on any input; errors are returned.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use parquet::arrow::{add_encoded_arrow_schema_to_metadata, ArrowSchemaConverter};
+use parquet::basic::{Compression, Encoding, PageType, ZstdLevel};
+use parquet::column::page::{CompressedPage, Page, PageWriter};
+use parquet::column::writer::ColumnCloseResult;
+use parquet::errors::{ParquetError, Result};
+use parquet::file::metadata::ColumnChunkMetaData;
+use parquet::file::properties::{WriterProperties, WriterVersion};
+use parquet::file::statistics::Statistics;
+use parquet::file::writer::{SerializedFileWriter, SerializedPageWriter, TrackedWrite};
+use parquet::schema::types::{ColumnDescPtr, SchemaDescriptor};
+
+use crate::schema::{col, Table};
+
+/// Rows per data page of `block_id`: 1 MiB before compression.
+const ID_PAGE_ROWS: usize = 1 << 18;
+/// DELTA_BINARY_PACKED block layout: 128 values in 4 miniblocks of 32.
+const DELTA_BLOCK: usize = 128;
+const DELTA_MINIBLOCKS: usize = 4;
+
+/// Writes one Parquet file of the `blocks` table, a row group per call.
+pub struct BlocksFileWriter<W: Write + Send> {
+    inner: SerializedFileWriter<W>,
+    seq_descr: ColumnDescPtr,
+    id_descr: ColumnDescPtr,
+    zstd_level: i32,
+}
+
+impl<W: Write + Send> BlocksFileWriter<W> {
+    pub fn new(sink: W, zstd_level: i32) -> Result<Self> {
+        let arrow_schema = Table::Blocks.schema();
+        let schema: SchemaDescriptor = ArrowSchemaConverter::new().convert(&arrow_schema)?;
+        let level = ZstdLevel::try_new(zstd_level)?;
+        let mut props = WriterProperties::builder()
+            .set_writer_version(WriterVersion::PARQUET_2_0)
+            .set_compression(Compression::ZSTD(level))
+            .set_created_by(concat!("qtrace ", env!("CARGO_PKG_VERSION")).to_string())
+            .build();
+        // Readers that honour it (pyarrow, arrow-rs) then give back UInt64/UInt32.
+        add_encoded_arrow_schema_to_metadata(&arrow_schema, &mut props);
+        let seq_descr = column(&schema, col::SEQ)?;
+        let id_descr = column(&schema, col::BLOCK_ID)?;
+        let inner = SerializedFileWriter::new(sink, schema.root_schema_ptr(), Arc::new(props))?;
+        Ok(BlocksFileWriter {
+            inner,
+            seq_descr,
+            id_descr,
+            zstd_level,
+        })
+    }
+
+    /// Writes rows `first_seq..first_seq + ids.len()` as one row group.
+    pub fn write_row_group(&mut self, first_seq: u64, ids: &[u32]) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let (seq_bytes, seq_close) = encode_seq(&self.seq_descr, first_seq, ids.len())?;
+        let (id_bytes, id_close) = encode_ids(&self.id_descr, ids, self.zstd_level)?;
+        let mut rg = self.inner.next_row_group()?;
+        rg.append_column(&seq_bytes, seq_close)?;
+        rg.append_column(&id_bytes, id_close)?;
+        rg.close()?;
+        Ok(())
+    }
+
+    /// Writes the footer and gives back the sink.
+    pub fn finish(self) -> Result<W> {
+        self.inner.into_inner()
+    }
+}
+
+fn column(schema: &SchemaDescriptor, name: &str) -> Result<ColumnDescPtr> {
+    schema
+        .columns()
+        .iter()
+        .find(|c| c.name() == name)
+        .cloned()
+        .ok_or_else(|| ParquetError::General(format!("no column {name}")))
+}
+
+/// The pages of one column chunk, being assembled in memory.
+struct Chunk {
+    sink: TrackedWrite<Vec<u8>>,
+    uncompressed: u64,
+}
+
+impl Chunk {
+    fn new(capacity: usize) -> Chunk {
+        Chunk {
+            sink: TrackedWrite::new(Vec::with_capacity(capacity)),
+            uncompressed: 0,
+        }
+    }
+
+    fn page(&mut self, page: Page, uncompressed_size: usize) -> Result<()> {
+        let spec = SerializedPageWriter::new(&mut self.sink)
+            .write_page(CompressedPage::new(page, uncompressed_size))?;
+        debug_assert_eq!(spec.page_type, PageType::DATA_PAGE_V2);
+        self.uncompressed += spec.uncompressed_size as u64;
+        Ok(())
+    }
+
+    fn finish(
+        self,
+        descr: &ColumnDescPtr,
+        rows: usize,
+        encoding: Encoding,
+        compression: Compression,
+        statistics: Statistics,
+    ) -> Result<(Bytes, ColumnCloseResult)> {
+        let bytes = Bytes::from(self.sink.into_inner()?);
+        let metadata = ColumnChunkMetaData::builder(descr.clone())
+            .set_encodings(vec![encoding])
+            .set_compression(compression)
+            .set_num_values(rows as i64)
+            .set_total_compressed_size(bytes.len() as i64)
+            .set_total_uncompressed_size(self.uncompressed as i64)
+            .set_data_page_offset(0)
+            .set_statistics(statistics)
+            .build()?;
+        let close = ColumnCloseResult {
+            bytes_written: bytes.len() as u64,
+            rows_written: rows as u64,
+            metadata,
+            bloom_filter: None,
+            column_index: None,
+            offset_index: None,
+        };
+        Ok((bytes, close))
+    }
+}
+
+fn data_page(buf: Vec<u8>, rows: usize, encoding: Encoding, compressed: bool) -> Page {
+    Page::DataPageV2 {
+        buf: Bytes::from(buf),
+        num_values: rows as u32,
+        encoding,
+        num_nulls: 0,
+        num_rows: rows as u32,
+        def_levels_byte_len: 0,
+        rep_levels_byte_len: 0,
+        is_compressed: compressed,
+        statistics: None,
+    }
+}
+
+/// `first..first + rows` as one DELTA_BINARY_PACKED page.
+fn encode_seq(
+    descr: &ColumnDescPtr,
+    first: u64,
+    rows: usize,
+) -> Result<(Bytes, ColumnCloseResult)> {
+    let blocks = (rows - 1).div_ceil(DELTA_BLOCK);
+    let mut buf = Vec::with_capacity(16 + blocks * (1 + DELTA_MINIBLOCKS));
+    varint(&mut buf, DELTA_BLOCK as u64);
+    varint(&mut buf, DELTA_MINIBLOCKS as u64);
+    varint(&mut buf, rows as u64);
+    varint(&mut buf, zigzag(first as i64));
+    for _ in 0..blocks {
+        // Minimum delta 1, then every miniblock's bit width 0: no payload.
+        buf.push(zigzag(1) as u8);
+        buf.extend_from_slice(&[0; DELTA_MINIBLOCKS]);
+    }
+    let size = buf.len();
+    let mut chunk = Chunk::new(size + 64);
+    chunk.page(
+        data_page(buf, rows, Encoding::DELTA_BINARY_PACKED, false),
+        size,
+    )?;
+    let last = first + rows as u64 - 1;
+    let stats = Statistics::int64(Some(first as i64), Some(last as i64), None, Some(0), false);
+    chunk.finish(
+        descr,
+        rows,
+        Encoding::DELTA_BINARY_PACKED,
+        Compression::UNCOMPRESSED,
+        stats,
+    )
+}
+
+/// `ids` as PLAIN pages, each compressed with zstd.
+fn encode_ids(
+    descr: &ColumnDescPtr,
+    ids: &[u32],
+    level: i32,
+) -> Result<(Bytes, ColumnCloseResult)> {
+    let mut chunk = Chunk::new(ids.len() / 2 + 1024);
+    let mut compressor =
+        zstd::bulk::Compressor::new(level).map_err(|e| ParquetError::External(Box::new(e)))?;
+    let min = ids.iter().copied().min().unwrap_or(0);
+    let max = ids.iter().copied().max().unwrap_or(0);
+    for page in ids.chunks(ID_PAGE_ROWS) {
+        // PLAIN is the values' little-endian bytes: on a little-endian host,
+        // the slice as it is in memory.
+        let plain = plain_bytes(page);
+        let packed = compressor
+            .compress(&plain)
+            .map_err(|e| ParquetError::External(Box::new(e)))?;
+        chunk.page(
+            data_page(packed, page.len(), Encoding::PLAIN, true),
+            plain.len(),
+        )?;
+    }
+    let stats = Statistics::int32(Some(min as i32), Some(max as i32), None, Some(0), false);
+    let level = ZstdLevel::try_new(level)?;
+    chunk.finish(
+        descr,
+        ids.len(),
+        Encoding::PLAIN,
+        Compression::ZSTD(level),
+        stats,
+    )
+}
+
+#[cfg(target_endian = "little")]
+fn plain_bytes(values: &[u32]) -> std::borrow::Cow<'_, [u8]> {
+    std::borrow::Cow::Borrowed(bytemuck::cast_slice(values))
+}
+
+#[cfg(target_endian = "big")]
+fn plain_bytes(values: &[u32]) -> std::borrow::Cow<'_, [u8]> {
+    std::borrow::Cow::Owned(values.iter().flat_map(|v| v.to_le_bytes()).collect())
+}
+
+fn varint(buf: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        buf.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    buf.push(v as u8);
+}
+
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::{UInt32Array, UInt64Array};
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+    fn round_trip(groups: &[(u64, Vec<u32>)]) -> (Vec<u64>, Vec<u32>) {
+        let mut w = BlocksFileWriter::new(Vec::new(), 3).unwrap();
+        for (first, ids) in groups {
+            w.write_row_group(*first, ids).unwrap();
+        }
+        let buf = w.finish().unwrap();
+        let reader = ParquetRecordBatchReaderBuilder::try_new(Bytes::from(buf))
+            .unwrap()
+            .build()
+            .unwrap();
+        let (mut seq, mut ids) = (Vec::new(), Vec::new());
+        for batch in reader {
+            let batch = batch.unwrap();
+            let s: &UInt64Array = crate::schema::column(&batch, col::SEQ).unwrap();
+            let i: &UInt32Array = crate::schema::column(&batch, col::BLOCK_ID).unwrap();
+            seq.extend_from_slice(s.values());
+            ids.extend_from_slice(i.values());
+        }
+        (seq, ids)
+    }
+
+    #[test]
+    fn standard_readers_decode_what_it_writes() {
+        // Sizes around the delta block and page boundaries.
+        for n in [1usize, 2, 127, 128, 129, 1000, ID_PAGE_ROWS + 3] {
+            let ids: Vec<u32> = (0..n as u32).map(|i| (i * 7919) % 5000).collect();
+            let first = 1u64 << 40;
+            let (seq, got) = round_trip(&[(first, ids.clone())]);
+            assert_eq!(got, ids, "n={n}");
+            assert_eq!(seq, (first..first + n as u64).collect::<Vec<_>>(), "n={n}");
+        }
+    }
+
+    #[test]
+    fn row_groups_keep_their_own_sequence() {
+        let (seq, ids) = round_trip(&[(0, vec![5, 6]), (2, vec![7]), (10, vec![u32::MAX])]);
+        assert_eq!(seq, vec![0, 1, 2, 10]);
+        assert_eq!(ids, vec![5, 6, 7, u32::MAX]);
+    }
+}

@@ -1,0 +1,264 @@
+//! `qtrace info`: what a trace holds, from its manifest and the footers of
+//! its Parquet files.
+//!
+//! It must stay cheap on traces of any size: it reads footers only, never a
+//! data page.
+
+use std::cell::Cell;
+use std::fs::File;
+use std::io::Write;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::sync::Once;
+
+use anyhow::{anyhow, Context, Result};
+use clap::ValueEnum;
+use parquet::file::metadata::ParquetMetaDataReader;
+use qtrace_format::{Manifest, PartPath, Table, Trace};
+use rayon::prelude::*;
+use serde_json::json;
+
+use crate::output::{self, Align, TextTable};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The trace directory (as written by `qtrace record -o`).
+    dir: PathBuf,
+    /// How to print: `table` for reading, `json` for one JSON object.
+    #[arg(long, value_enum, default_value_t = InfoFormat::Table)]
+    format: InfoFormat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum InfoFormat {
+    Table,
+    Json,
+}
+
+/// Sizes of one table, summed over its sealed parts.
+pub struct TableStats {
+    pub table: Table,
+    pub parts: usize,
+    pub rows: u64,
+    pub bytes: u64,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let trace = Trace::open(&args.dir)?;
+    let tables = Table::ALL
+        .iter()
+        .map(|&table| table_stats(trace.root(), table))
+        .collect::<Result<Vec<_>>>()?;
+    let mut out = output::stdout();
+    match args.format {
+        InfoFormat::Table => write_table(&mut out, &args.dir, trace.manifest(), &tables)?,
+        InfoFormat::Json => {
+            output::write_json(&mut out, &to_json(&args.dir, trace.manifest(), &tables))?
+        }
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// Parts, rows and bytes of a table, from the footers of its sealed parts.
+pub fn table_stats(root: &Path, table: Table) -> Result<TableStats> {
+    let parts = qtrace_format::layout::list_parts(root, table)?;
+    let sizes = parts
+        .par_iter()
+        .map(part_size)
+        .collect::<Result<Vec<(u64, u64)>>>()?;
+    Ok(TableStats {
+        table,
+        parts: parts.len(),
+        rows: sizes.iter().map(|s| s.0).sum(),
+        bytes: sizes.iter().map(|s| s.1).sum(),
+    })
+}
+
+/// Rows (from the footer) and bytes on disk of one part file.
+fn part_size(part: &PartPath) -> Result<(u64, u64)> {
+    let path = &part.path;
+    let file = File::open(path).with_context(|| path.display().to_string())?;
+    let bytes = file
+        .metadata()
+        .with_context(|| path.display().to_string())?
+        .len();
+    let meta = guarded(path, || {
+        ParquetMetaDataReader::new()
+            .parse_and_finish(&file)
+            .map_err(|e| anyhow!("{}: corrupt: {e}", path.display()))
+    })?;
+    let rows = meta.file_metadata().num_rows();
+    let rows = u64::try_from(rows)
+        .map_err(|_| anyhow!("{}: corrupt: footer says {rows} rows", path.display()))?;
+    Ok((rows, bytes))
+}
+
+thread_local! {
+    static IN_GUARD: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f`, turning a panic of the Parquet footer decoder (arrow-rs panics
+/// on some corrupt footers) into an error naming the file, without the panic
+/// message on stderr. `qtrace_format` guards its own scans the same way, but
+/// does not offer a footer-only read.
+fn guarded<T>(path: &Path, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    static HOOK: Once = Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !IN_GUARD.get() {
+                previous(info);
+            }
+        }));
+    });
+    let was = IN_GUARD.replace(true);
+    let result = catch_unwind(AssertUnwindSafe(f));
+    IN_GUARD.set(was);
+    result.unwrap_or_else(|_| {
+        Err(anyhow!(
+            "{}: corrupt: unreadable Parquet footer",
+            path.display()
+        ))
+    })
+}
+
+fn status(m: &Manifest) -> &'static str {
+    if m.complete {
+        "complete"
+    } else {
+        "incomplete: recording did not finish"
+    }
+}
+
+fn write_table(w: &mut impl Write, dir: &Path, m: &Manifest, tables: &[TableStats]) -> Result<()> {
+    let options = if m.options.is_empty() {
+        "-".to_string()
+    } else {
+        m.options
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let fields = [
+        ("trace", dir.display().to_string()),
+        ("status", status(m).to_string()),
+        (
+            "target",
+            format!("{} ({})", or_dash(&m.target), or_dash(&m.mode)),
+        ),
+        ("qemu", m.qemu_version.as_deref().unwrap_or("-").to_string()),
+        ("recorder", or_dash(&m.recorder_version).to_string()),
+        (
+            "command",
+            or_dash(&output::shell_join(&m.command_line)).to_string(),
+        ),
+        ("options", options),
+        ("started", or_dash(&m.started_at).to_string()),
+        ("ended", m.ended_at.as_deref().unwrap_or("-").to_string()),
+        ("distinct blocks", m.distinct_blocks.to_string()),
+    ];
+    let width = fields.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    for (key, value) in &fields {
+        writeln!(w, "{key:width$}  {value}")?;
+    }
+
+    writeln!(w)?;
+    let mut vcpus = TextTable::new(&[
+        ("vcpu", Align::Right),
+        ("blocks", Align::Right),
+        ("insns", Align::Right),
+        ("block_events", Align::Right),
+        ("parts", Align::Right),
+    ]);
+    for v in &m.vcpus {
+        vcpus.push(vec![
+            v.vcpu.to_string(),
+            v.blocks.to_string(),
+            v.insns.to_string(),
+            v.block_events.to_string(),
+            v.parts.to_string(),
+        ]);
+    }
+    if m.vcpus.is_empty() {
+        writeln!(
+            w,
+            "no per-vCPU totals (they are written when recording ends)"
+        )?;
+    } else {
+        vcpus.write(w)?;
+    }
+    if m.complete {
+        // The manifest says equal counts mean nothing was lost: say so when
+        // they differ, because events-based analyses will then undercount.
+        for v in m.vcpus.iter().filter(|v| v.block_events != v.blocks) {
+            writeln!(
+                w,
+                "note: vCPU {}: {} block executions but {} rows in `blocks`",
+                v.vcpu, v.blocks, v.block_events
+            )?;
+        }
+    }
+
+    writeln!(w)?;
+    let mut t = TextTable::new(&[
+        ("table", Align::Left),
+        ("parts", Align::Right),
+        ("rows", Align::Right),
+        ("bytes", Align::Right),
+    ]);
+    for s in tables {
+        t.push(vec![
+            s.table.name().to_string(),
+            s.parts.to_string(),
+            s.rows.to_string(),
+            s.bytes.to_string(),
+        ]);
+    }
+    t.write(w)?;
+    Ok(())
+}
+
+fn or_dash(s: &str) -> &str {
+    if s.is_empty() {
+        "-"
+    } else {
+        s
+    }
+}
+
+fn to_json(dir: &Path, m: &Manifest, tables: &[TableStats]) -> serde_json::Value {
+    let tables: serde_json::Map<String, serde_json::Value> = tables
+        .iter()
+        .map(|s| {
+            (
+                s.table.name().to_string(),
+                json!({ "parts": s.parts, "rows": s.rows, "bytes": s.bytes }),
+            )
+        })
+        .collect();
+    json!({
+        "path": dir.display().to_string(),
+        "format_version": m.format_version,
+        "recorder_version": m.recorder_version,
+        "qemu_version": m.qemu_version,
+        "target": m.target,
+        "mode": m.mode,
+        "command_line": m.command_line,
+        "options": m.options,
+        "started_at": m.started_at,
+        "ended_at": m.ended_at,
+        "complete": m.complete,
+        "status": status(m),
+        "distinct_blocks": m.distinct_blocks,
+        "vcpus": m.vcpus.iter().map(|v| json!({
+            "vcpu": v.vcpu,
+            "blocks": v.blocks,
+            "insns": v.insns,
+            "block_events": v.block_events,
+            "parts": v.parts,
+        })).collect::<Vec<_>>(),
+        "tables": tables,
+    })
+}

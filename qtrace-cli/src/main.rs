@@ -1,0 +1,84 @@
+//! `qtrace`: record a QEMU run as a trace, and read traces.
+//!
+//! This file only parses arguments and turns the outcome into an exit code;
+//! each command lives in its own module.
+
+mod info;
+mod locate;
+mod output;
+mod record;
+mod top_blocks;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Record QEMU execution traces as Parquet, and read them.
+#[derive(Parser)]
+#[command(name = "qtrace", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a program under QEMU and record its execution as a trace.
+    #[command(override_usage = "qtrace record [OPTIONS] [--] PROGRAM [ARGS]...")]
+    Record(record::Args),
+    /// Say what a trace holds: target, command line, totals, tables.
+    Info(info::Args),
+    /// List the most executed blocks of a trace.
+    TopBlocks(top_blocks::Args),
+}
+
+fn run(cli: Cli) -> anyhow::Result<u8> {
+    match cli.command {
+        Command::Record(args) => record::run(args),
+        Command::Info(args) => info::run(args).map(|()| 0),
+        Command::TopBlocks(args) => top_blocks::run(args).map(|()| 0),
+    }
+}
+
+fn main() -> ExitCode {
+    qtrace_format::reader::quiet_contained_panics();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => ExitCode::from(code),
+        // The reader went away (`qtrace top-blocks t | head`): not a failure.
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", one_line(&e));
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `{:#}` of the error, on one line, without causes repeated: the format
+/// library's errors already print their source after the path they name.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut msg = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if msg.contains(&text) {
+            continue;
+        }
+        if !msg.is_empty() {
+            msg.push_str(": ");
+        }
+        msg.push_str(&text);
+    }
+    msg.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}

@@ -1,0 +1,453 @@
+//! `qtrace top-blocks`: the most executed translated blocks of a trace.
+//!
+//! Execution counts come from `block_counts` (exact counters written at the
+//! guest's exit) or, when a recording did not finish or the user asks, by
+//! counting the `blocks` events in parallel. Both give the same numbers on a
+//! complete trace with no lost events; tests hold them to that.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+use arrow_array::{Array, StringArray, UInt32Array, UInt64Array};
+use clap::ValueEnum;
+use qtrace_format::schema::{self, col};
+use qtrace_format::{scan, BlockInfo, InsnInfo, PartPath, Table, Trace};
+use serde_json::json;
+
+use crate::output::{self, Align, Format, TextTable};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The trace directory (as written by `qtrace record -o`).
+    dir: PathBuf,
+    /// How many blocks to list; 0 lists them all.
+    #[arg(short = 'n', long = "limit", value_name = "N", default_value_t = 20)]
+    limit: usize,
+    /// Count only the executions of this vCPU.
+    #[arg(long, value_name = "V")]
+    vcpu: Option<u32>,
+    /// Rank by block executions, or by instructions executed (executions
+    /// times the block's instructions).
+    #[arg(long, value_enum, default_value_t = By::Execs)]
+    by: By,
+    /// Show each block's instructions.
+    #[arg(long)]
+    disas: bool,
+    /// How to print: aligned columns, CSV or a JSON array.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+    /// Where execution counts come from: `counts` reads the exact counters
+    /// (`block_counts`), `events` counts the `blocks` table, `auto` takes
+    /// counters when the trace has them.
+    #[arg(long, value_enum, default_value_t = Source::Auto)]
+    source: Source,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum By {
+    Execs,
+    Insns,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Source {
+    Auto,
+    Counts,
+    Events,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let trace = Trace::open(&args.dir)?;
+    let counts = match args.source {
+        Source::Counts => from_counts(&trace, args.vcpu)?,
+        Source::Events => from_events(&trace, args.vcpu)?,
+        Source::Auto if trace.parts(Table::BlockCounts)?.is_empty() => {
+            from_events(&trace, args.vcpu)?
+        }
+        Source::Auto => from_counts(&trace, args.vcpu)?,
+    };
+    if let Some(v) = args.vcpu {
+        if counts.is_empty() {
+            check_vcpu_exists(&trace, v)?;
+        }
+    }
+    let dict = if args.disas {
+        trace
+            .block_dict()?
+            .into_iter()
+            .map(|b| (b.id, Meta::from(b)))
+            .collect()
+    } else {
+        block_meta(&trace)?
+    };
+    let ranked = rank(counts, &dict, args.by, args.limit);
+    let mut out = output::stdout();
+    match args.format {
+        Format::Table => write_table(&mut out, &ranked, &dict, args.disas)?,
+        Format::Csv => write_csv(&mut out, &ranked, &dict, args.disas)?,
+        Format::Json => output::write_json(&mut out, &to_json(&ranked, &dict, args.disas))?,
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// Executions per block id. Ids are allocated densely from 0, so most land
+/// in a vector; a map takes any huge id a damaged file might hold rather
+/// than letting it size the vector.
+#[derive(Default)]
+struct Counts {
+    dense: Vec<u64>,
+    sparse: HashMap<u32, u64>,
+}
+
+/// Ids below this are counted in the vector (8 bytes each, per scan task).
+const DENSE_IDS: u32 = 1 << 22;
+
+impl Counts {
+    fn add(&mut self, id: u32, n: u64) {
+        if id < DENSE_IDS {
+            let i = id as usize;
+            if i >= self.dense.len() {
+                self.dense.resize(i + 1, 0);
+            }
+            self.dense[i] += n;
+        } else {
+            *self.sparse.entry(id).or_default() += n;
+        }
+    }
+
+    fn merge(mut self, mut other: Counts) -> Counts {
+        if other.dense.len() > self.dense.len() {
+            std::mem::swap(&mut self, &mut other);
+        }
+        for (a, b) in self.dense.iter_mut().zip(&other.dense) {
+            *a += b;
+        }
+        for (id, n) in other.sparse {
+            *self.sparse.entry(id).or_default() += n;
+        }
+        self
+    }
+
+    fn is_empty(&self) -> bool {
+        self.dense.iter().all(|&n| n == 0) && self.sparse.values().all(|&n| n == 0)
+    }
+
+    /// (block id, executions) of every block that executed.
+    fn into_nonzero(self) -> impl Iterator<Item = (u32, u64)> {
+        let dense = self
+            .dense
+            .into_iter()
+            .enumerate()
+            .map(|(id, n)| (id as u32, n));
+        dense.chain(self.sparse).filter(|&(_, n)| n > 0)
+    }
+}
+
+fn from_counts(trace: &Trace, vcpu: Option<u32>) -> Result<Counts> {
+    let mut counts = Counts::default();
+    for row in trace.block_counts()? {
+        if vcpu.is_none_or(|v| v == row.vcpu) {
+            counts.add(row.block_id, row.execs);
+        }
+    }
+    Ok(counts)
+}
+
+fn from_events(trace: &Trace, vcpu: Option<u32>) -> Result<Counts> {
+    // The partition says which vCPU a part belongs to, so other vCPUs'
+    // parts are never opened.
+    let parts: Vec<PartPath> = trace
+        .parts(Table::Blocks)?
+        .into_iter()
+        .filter(|p| vcpu.is_none_or(|v| p.vcpu == Some(v)))
+        .collect();
+    let counts = scan(
+        &parts,
+        &[col::BLOCK_ID],
+        Counts::default,
+        |mut acc, batch, _| {
+            let ids: &UInt32Array = schema::column(batch, col::BLOCK_ID)?;
+            for &id in ids.values() {
+                acc.add(id, 1);
+            }
+            Ok(acc)
+        },
+        Counts::merge,
+    )?;
+    Ok(counts)
+}
+
+fn check_vcpu_exists(trace: &Trace, vcpu: u32) -> Result<()> {
+    let mut known: Vec<u32> = trace.manifest().vcpus.iter().map(|v| v.vcpu).collect();
+    known.extend(trace.parts(Table::Blocks)?.iter().filter_map(|p| p.vcpu));
+    known.sort_unstable();
+    known.dedup();
+    if known.contains(&vcpu) {
+        return Ok(());
+    }
+    let list = known
+        .iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    bail!(
+        "{}: no vCPU {vcpu} in this trace (vCPUs: {})",
+        trace.root().display(),
+        if list.is_empty() { "none" } else { &list }
+    )
+}
+
+/// What the listing needs of a `block_dict` row.
+struct Meta {
+    pc: u64,
+    n_insns: u32,
+    symbol: Option<String>,
+    insns: Vec<InsnInfo>,
+}
+
+impl From<BlockInfo> for Meta {
+    fn from(b: BlockInfo) -> Meta {
+        Meta {
+            pc: b.pc,
+            n_insns: b.insns.len() as u32,
+            symbol: b.symbol,
+            insns: b.insns,
+        }
+    }
+}
+
+/// `block_dict` without the code and instructions, which only `--disas`
+/// needs and which are most of the table's bytes.
+fn block_meta(trace: &Trace) -> Result<HashMap<u32, Meta>> {
+    let parts = trace.parts(Table::BlockDict)?;
+    let rows = scan(
+        &parts,
+        &[col::BLOCK_ID, col::PC, col::N_INSNS, col::SYMBOL],
+        Vec::new,
+        |mut acc, batch, _| {
+            let id: &UInt32Array = schema::column(batch, col::BLOCK_ID)?;
+            let pc: &UInt64Array = schema::column(batch, col::PC)?;
+            let n: &UInt32Array = schema::column(batch, col::N_INSNS)?;
+            let symbol: &StringArray = schema::column(batch, col::SYMBOL)?;
+            for i in 0..batch.num_rows() {
+                let meta = Meta {
+                    pc: pc.value(i),
+                    n_insns: n.value(i),
+                    symbol: (!symbol.is_null(i)).then(|| symbol.value(i).to_string()),
+                    insns: Vec::new(),
+                };
+                acc.push((id.value(i), meta));
+            }
+            Ok(acc)
+        },
+        |mut a, b| {
+            a.extend(b);
+            a
+        },
+    )?;
+    Ok(rows.into_iter().collect())
+}
+
+/// One listed block.
+struct Ranked {
+    rank: usize,
+    block_id: u32,
+    execs: u64,
+    /// `None` when the block is missing from `block_dict`.
+    insns: Option<u64>,
+    /// Percent of the metric's total over all counted blocks.
+    share: f64,
+}
+
+fn rank(counts: Counts, dict: &HashMap<u32, Meta>, by: By, limit: usize) -> Vec<Ranked> {
+    let mut rows: Vec<Ranked> = counts
+        .into_nonzero()
+        .map(|(id, execs)| Ranked {
+            rank: 0,
+            block_id: id,
+            execs,
+            insns: dict
+                .get(&id)
+                .map(|m| execs.saturating_mul(u64::from(m.n_insns))),
+            share: 0.0,
+        })
+        .collect();
+    let metric = |r: &Ranked| match by {
+        By::Execs => r.execs,
+        By::Insns => r.insns.unwrap_or(0),
+    };
+    let total: u64 = rows.iter().map(metric).sum();
+    // Ties go to the lower address, and blocks of unknown address after all
+    // known ones, so the listing is the same on every run.
+    let address = |r: &Ranked| dict.get(&r.block_id).map_or((1, 0), |m| (0, m.pc));
+    rows.sort_by(|a, b| {
+        metric(b)
+            .cmp(&metric(a))
+            .then_with(|| address(a).cmp(&address(b)))
+            .then_with(|| a.block_id.cmp(&b.block_id))
+    });
+    if limit > 0 {
+        rows.truncate(limit);
+    }
+    for (i, r) in rows.iter_mut().enumerate() {
+        r.rank = i + 1;
+        r.share = if total == 0 {
+            0.0
+        } else {
+            metric(r) as f64 * 100.0 / total as f64
+        };
+    }
+    rows
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn write_table(
+    w: &mut impl Write,
+    rows: &[Ranked],
+    dict: &HashMap<u32, Meta>,
+    disas: bool,
+) -> Result<()> {
+    let mut t = TextTable::new(&[
+        ("rank", Align::Right),
+        ("address", Align::Left),
+        ("symbol", Align::Left),
+        ("execs", Align::Right),
+        ("insns", Align::Right),
+        ("share", Align::Right),
+        ("n_insns", Align::Right),
+        ("block_id", Align::Right),
+    ]);
+    for r in rows {
+        let meta = dict.get(&r.block_id);
+        let cells = vec![
+            r.rank.to_string(),
+            meta.map_or_else(
+                || format!("block {}", r.block_id),
+                |m| format!("{:#x}", m.pc),
+            ),
+            meta.and_then(|m| m.symbol.clone()).unwrap_or_default(),
+            r.execs.to_string(),
+            r.insns.map(|n| n.to_string()).unwrap_or_default(),
+            format!("{:.2}%", r.share),
+            meta.map(|m| m.n_insns.to_string()).unwrap_or_default(),
+            r.block_id.to_string(),
+        ];
+        let details = match meta {
+            Some(m) if disas => disas_lines(&m.insns),
+            None if disas => vec!["      (block missing from block_dict)".to_string()],
+            _ => Vec::new(),
+        };
+        t.push_with_details(cells, details);
+    }
+    t.write(w)?;
+    Ok(())
+}
+
+/// Instructions under a block's row: address, bytes, disassembly, with the
+/// bytes padded so the disassembly lines up within the block.
+fn disas_lines(insns: &[InsnInfo]) -> Vec<String> {
+    let bytes: Vec<String> = insns
+        .iter()
+        .map(|i| {
+            i.bytes
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect();
+    let width = bytes.iter().map(String::len).max().unwrap_or(0);
+    insns
+        .iter()
+        .zip(&bytes)
+        .map(|(i, b)| {
+            format!("      {:#x}  {b:width$}  {}", i.addr, i.disas)
+                .trim_end()
+                .to_string()
+        })
+        .collect()
+}
+
+fn write_csv(
+    w: &mut impl Write,
+    rows: &[Ranked],
+    dict: &HashMap<u32, Meta>,
+    disas: bool,
+) -> Result<()> {
+    let mut header = vec![
+        "rank", "address", "symbol", "execs", "insns", "share", "n_insns", "block_id",
+    ];
+    if disas {
+        header.push("disas");
+    }
+    output::write_csv_record(w, &header)?;
+    for r in rows {
+        let meta = dict.get(&r.block_id);
+        let mut fields = vec![
+            r.rank.to_string(),
+            meta.map(|m| format!("{:#x}", m.pc)).unwrap_or_default(),
+            meta.and_then(|m| m.symbol.clone()).unwrap_or_default(),
+            r.execs.to_string(),
+            r.insns.map(|n| n.to_string()).unwrap_or_default(),
+            format!("{:.4}", r.share),
+            meta.map(|m| m.n_insns.to_string()).unwrap_or_default(),
+            r.block_id.to_string(),
+        ];
+        if disas {
+            let text = meta.map(|m| {
+                m.insns
+                    .iter()
+                    .map(|i| i.disas.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            });
+            fields.push(text.unwrap_or_default());
+        }
+        output::write_csv_record(w, &fields)?;
+    }
+    Ok(())
+}
+
+fn to_json(rows: &[Ranked], dict: &HashMap<u32, Meta>, disas: bool) -> serde_json::Value {
+    let rows = rows
+        .iter()
+        .map(|r| {
+            let meta = dict.get(&r.block_id);
+            // Addresses are strings: 64-bit addresses do not survive JSON
+            // readers that hold numbers as doubles.
+            let mut o = json!({
+                "rank": r.rank,
+                "address": meta.map(|m| format!("{:#x}", m.pc)),
+                "symbol": meta.and_then(|m| m.symbol.clone()),
+                "execs": r.execs,
+                "insns": r.insns,
+                "share": (r.share * 10_000.0).round() / 10_000.0,
+                "n_insns": meta.map(|m| m.n_insns),
+                "block_id": r.block_id,
+            });
+            if disas {
+                let insns: Option<Vec<serde_json::Value>> = meta.map(|m| {
+                    m.insns
+                        .iter()
+                        .map(|i| {
+                            json!({
+                                "addr": format!("{:#x}", i.addr),
+                                "bytes": hex(&i.bytes),
+                                "disas": i.disas,
+                            })
+                        })
+                        .collect()
+                });
+                o["disas"] = json!(insns);
+            }
+            o
+        })
+        .collect();
+    serde_json::Value::Array(rows)
+}
