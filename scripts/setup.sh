@@ -14,7 +14,8 @@ log() { printf 'setup: %s\n' "$*" >&2; }
 # cross compiler for the aarch64 samples, and the real programs the tests record.
 packages=(build-essential pkg-config ninja-build flex bison libglib2.0-dev
   libcapstone-dev libclang-dev libfdt-dev zlib1g-dev dpkg-dev
-  gcc-aarch64-linux-gnu libc6-dev-arm64-cross xz-utils python3-venv)
+  gcc-aarch64-linux-gnu libc6-dev-arm64-cross gcc-riscv64-linux-gnu
+  libc6-dev-riscv64-cross xz-utils python3-venv util-linux)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")

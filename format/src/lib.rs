@@ -28,12 +28,18 @@ pub use reader::{scan, Trace};
 pub use schema::{BlockCount, BlockInfo, InsnInfo, Table};
 
 /// What went wrong, and with which file.
+///
+/// Every variant prints its whole story on its own, and none has a
+/// [`std::error::Error::source`]: the I/O error of [`Error::Io`] is part of
+/// its message, so that `{:#}` of an `anyhow` chain does not repeat it.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        /// Deliberately not named `source`, which thiserror would also
+        /// report as the cause.
+        error: std::io::Error,
     },
     #[error("{path}: not a qtrace trace ({why})")]
     NotATrace { path: PathBuf, why: String },
@@ -46,10 +52,10 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    pub fn io(path: &Path, source: std::io::Error) -> Error {
+    pub fn io(path: &Path, error: std::io::Error) -> Error {
         Error::Io {
             path: path.to_path_buf(),
-            source,
+            error,
         }
     }
 
@@ -84,5 +90,22 @@ impl Error {
             column: column.to_string(),
             expected: expected.to_string(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn io_errors_print_their_cause_once() {
+        let e = Error::io(
+            Path::new("/t/manifest.json"),
+            std::io::Error::new(std::io::ErrorKind::NotFound, "gone"),
+        );
+        assert_eq!(e.to_string(), "/t/manifest.json: gone");
+        // The cause is in the message, so it must not also be the source,
+        // or `{:#}` and error reporters print it twice.
+        assert!(std::error::Error::source(&e).is_none());
     }
 }

@@ -54,21 +54,11 @@ fn main() -> ExitCode {
     }
 }
 
-/// `{:#}` of the error, on one line, without causes repeated: the format
-/// library's errors already print their source after the path they name.
+/// `{:#}` of the error (each cause after the context it explains), on one
+/// line.
 fn one_line(e: &anyhow::Error) -> String {
-    let mut msg = String::new();
-    for cause in e.chain() {
-        let text = cause.to_string();
-        if msg.contains(&text) {
-            continue;
-        }
-        if !msg.is_empty() {
-            msg.push_str(": ");
-        }
-        msg.push_str(&text);
-    }
-    msg.lines()
+    format!("{e:#}")
+        .lines()
         .map(str::trim)
         .filter(|l| !l.is_empty())
         .collect::<Vec<_>>()
@@ -76,9 +66,12 @@ fn one_line(e: &anyhow::Error) -> String {
 }
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    let broken = |io: &std::io::Error| io.kind() == std::io::ErrorKind::BrokenPipe;
     e.chain().any(|cause| {
-        cause
-            .downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+        cause.downcast_ref::<std::io::Error>().is_some_and(broken)
+            || matches!(
+                cause.downcast_ref::<qtrace_format::Error>(),
+                Some(qtrace_format::Error::Io { error, .. }) if broken(error)
+            )
     })
 }

@@ -32,6 +32,10 @@ pub struct Args {
     /// A recorder option, passed to the plugin as it is (`-O zstd=9`).
     #[arg(short = 'O', long = "option", value_name = "KEY=VALUE")]
     options: Vec<String>,
+    /// An argument for QEMU itself, before the program (`--qemu-arg=-cpu
+    /// --qemu-arg=max`); for example another plugin to run alongside.
+    #[arg(long = "qemu-arg", value_name = "ARG", allow_hyphen_values = true)]
+    qemu_args: Vec<OsString>,
     /// The program to record, then its arguments: everything after PROGRAM
     /// is the program's, even what looks like a qtrace option.
     #[arg(
@@ -57,7 +61,8 @@ pub fn run(args: Args) -> Result<u8> {
 
     let plugin = plugin_arg(&recorder, &out, &args.options)?;
     let mut cmd = Command::new(&qemu);
-    cmd.arg("-plugin")
+    cmd.args(&args.qemu_args)
+        .arg("-plugin")
         .arg(plugin)
         .arg(&program)
         .args(&args.command[1..]);
@@ -175,8 +180,8 @@ fn summary(shown: &Path, dir: &Path) -> String {
                 m.distinct_blocks
             )
         }
-        Err(qtrace_format::Error::Io { source, .. })
-            if source.kind() == std::io::ErrorKind::NotFound =>
+        Err(qtrace_format::Error::Io { error, .. })
+            if error.kind() == std::io::ErrorKind::NotFound =>
         {
             format!("no trace written in {}", shown.display())
         }

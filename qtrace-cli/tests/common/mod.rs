@@ -1,9 +1,13 @@
 //! Small synthetic traces, written with `qtrace_format`'s own writer, whose
-//! every count is known, and helpers to run `qtrace` on them.
+//! every count is known, and helpers to run `qtrace` on them; and what
+//! `qtrace record` needs to run for real: QEMU, the recorder plugin built
+//! beside `qtrace`, and the sample guest programs.
 
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use qtrace_format::schema::{block_counts_batch, blocks_batch, BlockDictBuilder};
@@ -264,4 +268,115 @@ where
         String::from_utf8_lossy(&out.stdout)
     );
     lines[0].to_string()
+}
+
+/// The workspace root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// The `qtrace` under test.
+pub fn qtrace_exe() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_qtrace"))
+}
+
+/// Where QEMU is installed, by the rules of `scripts/env.sh` (and of
+/// `qtrace record`).
+pub fn qemu_dir() -> PathBuf {
+    let set = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+    if let Some(dir) = set("QTRACE_QEMU_DIR") {
+        return PathBuf::from(dir);
+    }
+    let cache = match set("QTRACE_CACHE") {
+        Some(cache) => PathBuf::from(cache),
+        None => PathBuf::from(set("HOME").expect("HOME is not set")).join(".cache/qtrace"),
+    };
+    cache.join("qemu-10.0.2")
+}
+
+/// The real QEMU for `arch`; fails the test, saying how to get it, when it
+/// is not installed.
+pub fn qemu(arch: &str) -> PathBuf {
+    let bin = qemu_dir().join("bin").join(format!("qemu-{arch}"));
+    assert!(
+        bin.is_file(),
+        "{} is missing: run `make setup` (or scripts/setup.sh), or point \
+         QTRACE_QEMU_DIR at a QEMU 10 built with plugin support",
+        bin.display()
+    );
+    bin
+}
+
+/// A sample guest program built by `make -C samples`; fails the test, saying
+/// so, when it has not been built.
+pub fn sample(arch: &str, name: &str) -> PathBuf {
+    let path = repo_root().join("samples/build").join(arch).join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: run `make -C samples` first",
+        path.display()
+    );
+    path
+}
+
+/// The recorder plugin beside the `qtrace` under test, where `qtrace record`
+/// looks for it. Cargo does not build a cdylib for another package's tests,
+/// so the first call builds it, once per test binary, with the profile the
+/// tests were built with (which also keeps it up to date with its sources).
+/// Fails the test if it cannot be built.
+pub fn recorder() -> PathBuf {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    BUILT
+        .get_or_init(build_recorder)
+        .clone()
+        .unwrap_or_else(|why| panic!("{why}"))
+}
+
+fn build_recorder() -> Result<PathBuf, String> {
+    let exe = qtrace_exe();
+    let profile_dir = exe.parent().unwrap();
+    let recorder = profile_dir.join("libqtrace_recorder.so");
+    let target_dir = profile_dir.parent().unwrap();
+    // `target/debug` is the dev and test profiles' directory; any other
+    // directory is named after its profile (`release`, `bench-release`...).
+    let profile = profile_dir.file_name().unwrap().to_str().unwrap();
+    let flags = match profile {
+        "debug" => vec![],
+        "release" => vec!["--release".to_string()],
+        other => vec!["--profile".to_string(), other.to_string()],
+    };
+    let cargo = std::env::var_os("CARGO")
+        .or_else(|| option_env!("CARGO").map(Into::into))
+        .unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(&cargo);
+    cmd.arg("build")
+        .arg("--quiet")
+        .arg("--manifest-path")
+        .arg(repo_root().join("Cargo.toml"))
+        .args(["-p", "qtrace-recorder"])
+        .arg("--target-dir")
+        .arg(target_dir);
+    cmd.args(&flags);
+    let by_hand = format!(
+        "build it first with `cargo build -p qtrace-recorder{}`, so that {} exists",
+        flags.iter().map(|f| format!(" {f}")).collect::<String>(),
+        recorder.display()
+    );
+    let out = cmd
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}; {by_hand}", Path::new(&cargo).display()))?;
+    if !out.status.success() {
+        return Err(format!(
+            "building the recorder failed ({}):\n{}\n{by_hand}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    if !recorder.is_file() {
+        return Err(format!("the recorder build left no plugin; {by_hand}"));
+    }
+    Ok(recorder)
 }

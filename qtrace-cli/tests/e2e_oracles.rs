@@ -1,0 +1,138 @@
+//! The recorder inside a real QEMU on real programs, checked against QEMU's
+//! own plugins run the same way (`env -i`, same arguments): every count must
+//! agree exactly.
+//!
+//! - block executions, per vCPU and in total, equal `libbb`'s;
+//! - instructions equal `libinsn`'s;
+//! - every block `libhotblocks` lists has exactly its execution count (in
+//!   the same QEMU process, so that addresses compare);
+//! - the events written (`blocks` table) agree with the inline counters.
+//!
+//! A multi-threaded guest's counts vary from run to run (scheduling decides
+//! which thread waits and which vCPU index it gets), so there the trace is
+//! checked against itself: events against counters, per vCPU and per block.
+
+mod e2e_support;
+
+use e2e_support::*;
+
+fn assert_matches_oracles(arch: &str, argv: &[&str]) {
+    let ((_dir, trace), hotblocks) = record_beside(argv, &[], Some("hotblocks,inline=on"));
+    let ours = manifest_totals(&trace);
+
+    let (bb_per_vcpu, (bb_total, bb_insns)) = parse_bb(&oracle(arch, "bb,inline=on", argv));
+    let our_vcpus: Vec<u64> = ours.keys().copied().collect();
+    let bb_vcpus: Vec<u64> = bb_per_vcpu.keys().copied().collect();
+    assert_eq!(our_vcpus, bb_vcpus, "vCPUs that ran, {argv:?}");
+    for (vcpu, &(blocks, insns)) in &bb_per_vcpu {
+        let (our_blocks, our_insns, our_events) = ours[vcpu];
+        assert_eq!(our_blocks, blocks, "blocks of vCPU {vcpu}, {argv:?}");
+        assert_eq!(our_insns, insns, "insns of vCPU {vcpu}, {argv:?}");
+        assert_eq!(our_events, blocks, "block events of vCPU {vcpu}, {argv:?}");
+    }
+    assert_eq!(ours.values().map(|t| t.0).sum::<u64>(), bb_total);
+    assert_eq!(ours.values().map(|t| t.1).sum::<u64>(), bb_insns);
+
+    let insns = parse_insn_total(&oracle(arch, "insn", argv));
+    assert_eq!(
+        ours.values().map(|t| t.1).sum::<u64>(),
+        insns,
+        "libinsn, {argv:?}"
+    );
+
+    let hot = parse_hotblocks(&hotblocks);
+    assert!(hot.len() >= 10, "libhotblocks listed {} blocks", hot.len());
+    let by_pc = execs_by_pc(&trace);
+    for (pc, n_insns, execs) in hot {
+        assert_eq!(
+            by_pc.get(&(pc, n_insns)),
+            Some(&execs),
+            "executions of the block at {pc:#x} ({n_insns} insns), {argv:?}"
+        );
+    }
+
+    assert_self_consistent(&trace);
+}
+
+/// The events written agree with the inline counters, per vCPU and per block.
+fn assert_self_consistent(trace: &std::path::Path) {
+    let totals = manifest_totals(trace);
+    for (vcpu, (blocks, _, events)) in &totals {
+        assert_eq!(blocks, events, "vCPU {vcpu}: counters and events");
+        let v = vcpu.to_string();
+        let from_counts = top_blocks(trace, &["-n", "0", "--source", "counts", "--vcpu", &v]);
+        let from_events = top_blocks(trace, &["-n", "0", "--source", "events", "--vcpu", &v]);
+        assert_eq!(from_counts, from_events, "vCPU {vcpu}: counts and events");
+    }
+    let from_counts = top_blocks(trace, &["-n", "0", "--source", "counts"]);
+    let from_events = top_blocks(trace, &["-n", "0", "--source", "events"]);
+    assert_eq!(from_counts, from_events, "counts and events");
+}
+
+/// Guest threads: each gets its vCPU, every vCPU's stream is complete.
+fn assert_threads_recorded(argv: &[&str]) {
+    let (_dir, trace) = record(argv, &[]);
+    let totals = manifest_totals(&trace);
+    assert!(totals.len() >= 3, "vCPUs: {totals:?}");
+    assert_self_consistent(&trace);
+}
+
+fn sample_argv(arch: &str, name: &str) -> Option<String> {
+    let p = sample(arch, name);
+    if p.is_none() && arch == "x86_64" {
+        panic!("samples not built: run make -C samples");
+    }
+    p.map(|p| p.display().to_string())
+}
+
+#[test]
+fn x86_64_sample_matches_qemu_plugins() {
+    let prog = sample_argv("x86_64", "hotloop").unwrap();
+    assert_matches_oracles("x86_64", &[&prog]);
+}
+
+#[test]
+fn x86_64_threads_are_recorded_per_vcpu() {
+    let prog = sample_argv("x86_64", "threads").unwrap();
+    assert_threads_recorded(&[&prog]);
+}
+
+#[test]
+fn aarch64_sample_matches_qemu_plugins() {
+    let prog = sample_argv("aarch64", "hotloop").expect("aarch64 samples not built");
+    assert_matches_oracles("aarch64", &[&prog, "2"]);
+}
+
+#[test]
+fn aarch64_threads_are_recorded_per_vcpu() {
+    let prog = sample_argv("aarch64", "threads").expect("aarch64 samples not built");
+    assert_threads_recorded(&[&prog]);
+}
+
+#[test]
+fn riscv64_sample_matches_qemu_plugins() {
+    let Some(prog) = sample_argv("riscv64", "hotloop") else {
+        eprintln!("skipped: no riscv64 cross compiler, so no riscv64 sample");
+        return;
+    };
+    assert_matches_oracles("riscv64", &[&prog]);
+}
+
+/// A real Debian binary, dynamically linked, doing real work: `xz` compressing
+/// a generated file.
+#[test]
+fn debian_xz_matches_qemu_plugins() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("input.txt");
+    let mut text = String::new();
+    let mut x: u64 = 88172645463325252;
+    for i in 0..6000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        text.push_str(&format!("line {i}: value {} word{}\n", x % 1000, x % 37));
+    }
+    std::fs::write(&input, text).unwrap();
+    let input = input.display().to_string();
+    assert_matches_oracles("x86_64", &["/usr/bin/xz", "-1", "-T1", "-c", &input]);
+}
