@@ -60,8 +60,12 @@ pub trait Plugin: 'static {
 }
 
 /// Entry point QEMU calls when the plugin loads.
+///
+/// # Safety
+/// As QEMU calls it: `info` points to a live `qemu_info_t` and `argv` holds
+/// `argc` valid C strings.
 #[no_mangle]
-pub extern "C" fn qemu_plugin_install(
+pub unsafe extern "C" fn qemu_plugin_install(
     id: sys::qemu_plugin_id_t,
     info: *const sys::qemu_info_t,
     argc: c_int,
@@ -302,7 +306,8 @@ pub struct Counter {
 unsafe impl Send for Counter {}
 
 impl Counter {
-    pub fn new() -> Counter {
+    /// A new counter, zero on every vCPU.
+    pub fn allocate() -> Counter {
         // SAFETY: no preconditions; QEMU zero-fills the new scoreboard.
         let score = unsafe { sys::qemu_plugin_scoreboard_new(std::mem::size_of::<u64>()) };
         Counter { score }

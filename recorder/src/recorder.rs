@@ -79,19 +79,20 @@ impl Lane {
         if self.ids.is_empty() {
             return;
         }
-        let ids = std::mem::replace(&mut self.ids, state.sink.empty_buffer());
-        let n = ids.len() as u64;
-        if std::process::id() != state.pid {
-            self.lost += n;
-        } else if state
-            .sink
-            .send(BlockBatch {
+        let n = self.ids.len() as u64;
+        // A forked child has the parent's buffers but not its writers (nor,
+        // safely, its locks): it drops what it records.
+        let written = std::process::id() == state.pid && {
+            let ids = std::mem::replace(&mut self.ids, state.sink.empty_buffer());
+            let batch = BlockBatch {
                 vcpu: self.vcpu,
                 first_seq: self.next_seq,
                 ids,
-            })
-            .is_err()
-        {
+            };
+            state.sink.send(batch).is_ok()
+        };
+        if !written {
+            self.ids.clear();
             self.lost += n;
         }
         self.next_seq += n;
@@ -193,7 +194,7 @@ impl Plugin for Recorder {
                     code: code.clone(),
                     insns,
                 });
-                table.counters.push(Counter::new());
+                table.counters.push(Counter::allocate());
                 table.ids.insert((pc, code), id);
                 id
             }
