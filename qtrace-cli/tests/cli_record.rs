@@ -294,6 +294,8 @@ fn the_guests_exit_status_is_qtraces() {
 /// started if the test ends before it does.
 struct Background {
     child: Child,
+    /// QEMU, once it has been seen running.
+    qemu: Option<i32>,
 }
 
 impl Background {
@@ -309,7 +311,7 @@ impl Background {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        Background { child }
+        Background { child, qemu: None }
     }
 
     fn pid(&self) -> i32 {
@@ -317,8 +319,8 @@ impl Background {
     }
 
     /// Waits until the recorder has written its first manifest: QEMU runs,
-    /// with the plugin installed.
-    fn wait_for_manifest(&mut self, trace: &Path) {
+    /// with the plugin installed. Returns QEMU's pid.
+    fn wait_for_manifest(&mut self, trace: &Path) -> i32 {
         let deadline = Instant::now() + Duration::from_secs(60);
         while !trace.join("manifest.json").is_file() {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -327,33 +329,43 @@ impl Background {
             assert!(Instant::now() < deadline, "no manifest after 60 s");
             std::thread::sleep(Duration::from_millis(20));
         }
-    }
-
-    /// The one process qtrace started: QEMU.
-    fn qemu_pid(&self) -> i32 {
+        // The one process qtrace started.
         let children = children_of(self.pid());
         assert_eq!(children.len(), 1, "children of qtrace: {children:?}");
+        self.qemu = Some(children[0]);
         children[0]
     }
 
-    /// Waits for qtrace to end, sending `signal` to `target` first and then
-    /// every second until it does (a signal may come too early to be
-    /// forwarded); panics after 20 s. Returns the exit code and stderr.
+    /// Sends `signal` to `target` (qtrace or its QEMU) and waits for qtrace
+    /// to end; panics after 20 s. Returns the exit code and stderr. A signal
+    /// to qtrace is sent again every second until it ends, as the first may
+    /// have come before qtrace knew QEMU's pid, too early to be forwarded.
     fn end_with(&mut self, target: i32, signal: i32) -> (i32, String) {
         let deadline = Instant::now() + Duration::from_secs(20);
-        let mut next_signal = Instant::now();
+        let mut next_signal = Some(Instant::now());
         let status = loop {
             if let Some(status) = self.child.try_wait().unwrap() {
                 break status;
             }
             assert!(Instant::now() < deadline, "qtrace still running after 20 s");
-            if Instant::now() >= next_signal {
-                // SAFETY: plain kill(2) of a process we started, still
-                // running (not yet waited for).
+            if next_signal.is_some_and(|at| Instant::now() >= at) {
+                // SAFETY: plain kill(2) of qtrace, not yet waited for, or
+                // of its QEMU, which qtrace has not waited for either.
                 unsafe { libc::kill(target, signal) };
-                next_signal = Instant::now() + Duration::from_secs(1);
+                next_signal =
+                    (target == self.pid()).then(|| Instant::now() + Duration::from_secs(1));
             }
             std::thread::sleep(Duration::from_millis(20));
+        };
+        // Before reading stderr: a QEMU that outlived a killed qtrace would
+        // hold it open.
+        let Some(code) = status.code() else {
+            if let Some(qemu) = self.qemu {
+                // SAFETY: kill(2) of the QEMU this test started, orphaned
+                // by qtrace's death and so never waited for.
+                unsafe { libc::kill(qemu, libc::SIGKILL) };
+            }
+            panic!("qtrace itself was killed: {status:?}");
         };
         let mut stderr = String::new();
         self.child
@@ -362,9 +374,6 @@ impl Background {
             .unwrap()
             .read_to_string(&mut stderr)
             .unwrap();
-        let code = status
-            .code()
-            .unwrap_or_else(|| panic!("qtrace itself was killed: {status:?}"));
         (code, stderr)
     }
 }
@@ -422,10 +431,9 @@ fn check_killed_run(dir: &Dir, code: i32, stderr: &str, started: Instant) {
 #[test]
 fn a_guest_killed_by_sigterm_gives_143() {
     let dir = Dir::new();
-    let started = Instant::now();
     let mut run = Background::start(&dir, &["-o", "s.parquet", "/bin/sleep", "30"]);
-    run.wait_for_manifest(&dir.path("s.parquet"));
-    let qemu = run.qemu_pid();
+    let qemu = run.wait_for_manifest(&dir.path("s.parquet"));
+    let started = Instant::now();
     let (code, stderr) = run.end_with(qemu, libc::SIGTERM);
     check_killed_run(&dir, code, &stderr, started);
 }
@@ -433,9 +441,9 @@ fn a_guest_killed_by_sigterm_gives_143() {
 #[test]
 fn sigterm_to_qtrace_is_passed_to_qemu() {
     let dir = Dir::new();
-    let started = Instant::now();
     let mut run = Background::start(&dir, &["-o", "s.parquet", "/bin/sleep", "30"]);
     run.wait_for_manifest(&dir.path("s.parquet"));
+    let started = Instant::now();
     let qtrace = run.pid();
     let (code, stderr) = run.end_with(qtrace, libc::SIGTERM);
     // qtrace outlived QEMU to report, and exits as the guest did.

@@ -10,7 +10,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use qtrace_format::schema::{block_counts_batch, blocks_batch, BlockDictBuilder};
+use qtrace_format::schema::{block_counts_batch, BlockDictBuilder};
 use qtrace_format::writer::{write_table, PartLimits, PartWriter};
 use qtrace_format::{BlockCount, BlockInfo, InsnInfo, Manifest, Table, VcpuTotals};
 
@@ -188,7 +188,7 @@ fn write_trace(root: &Path, spec: Spec) {
         };
         let mut w = PartWriter::new(root, Table::Blocks, Some(vcpu), 1, limits);
         for (k, chunk) in ids.chunks(40).enumerate() {
-            w.write(&blocks_batch((k * 40) as u64, chunk)).unwrap();
+            w.write_blocks((k * 40) as u64, chunk).unwrap();
         }
         w.seal().unwrap();
 
