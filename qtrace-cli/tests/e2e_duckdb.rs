@@ -1,6 +1,7 @@
 //! A trace is standard Parquet: DuckDB and pyarrow/pandas read the directory
 //! as it is, and their answers equal qtrace's.
 
+mod common;
 mod e2e_support;
 
 use std::collections::BTreeMap;

@@ -16,48 +16,18 @@ use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
-pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
+use crate::common::{qemu, qemu_dir, qtrace_exe, recorder, repo_root};
 
-/// Where the project provisioned QEMU (see scripts/env.sh).
-pub fn qemu_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("QTRACE_QEMU_DIR") {
-        return PathBuf::from(dir);
-    }
-    let cache = std::env::var_os("QTRACE_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/qtrace"));
-    cache.join("qemu-10.0.2")
-}
-
-pub fn qemu(arch: &str) -> PathBuf {
-    let q = qemu_dir().join("bin").join(format!("qemu-{arch}"));
-    assert!(q.is_file(), "{} missing: run scripts/setup.sh", q.display());
-    q
-}
-
-/// A sample program built by `make -C samples`.
+/// A sample program built by `make -C samples`, if it was built (a cross
+/// compiler may be missing).
 pub fn sample(arch: &str, name: &str) -> Option<PathBuf> {
     let p = repo_root().join("samples/build").join(arch).join(name);
     p.is_file().then_some(p)
 }
 
-pub fn qtrace_exe() -> PathBuf {
-    let exe = PathBuf::from(env!("CARGO_BIN_EXE_qtrace"));
-    let recorder = exe.with_file_name("libqtrace_recorder.so");
-    assert!(
-        recorder.is_file(),
-        "{} missing: build the workspace first (cargo build --workspace, with the same profile)",
-        recorder.display()
-    );
-    exe
-}
-
+/// `qtrace`, with the recorder built beside it.
 pub fn qtrace() -> Command {
+    recorder();
     Command::new(qtrace_exe())
 }
 
@@ -93,33 +63,38 @@ pub fn oracle(arch: &str, plugin: &str, argv: &[&str]) -> String {
 
 /// Records `argv` with `qtrace record --clean-env` into a new trace.
 pub fn record(argv: &[&str], options: &[&str]) -> (tempfile::TempDir, PathBuf) {
-    record_beside(argv, options, None).0
+    record_beside(argv, options, &[]).0
 }
 
-/// Records `argv`, with one of QEMU's own plugins loaded in the same QEMU
-/// beside the recorder when `plugin` is given; returns what that plugin printed.
+/// Records `argv` with QEMU's own `plugins` loaded in the same QEMU beside
+/// the recorder; returns what they printed.
 ///
-/// Comparing block addresses needs the same process: QEMU places a
-/// dynamically linked guest's libraries where the host's mmap says, which
-/// depends on what else the host process has mapped (the plugins themselves).
+/// The same process makes the comparison exact for any guest: QEMU places a
+/// dynamically linked guest's mappings where the host's mmap says, which
+/// depends on what else the host process maps, and when (plugins, their
+/// threads), and glibc's string functions take paths that depend on
+/// alignment, so two separate runs of `xz` can differ by a few instructions.
 pub fn record_beside(
     argv: &[&str],
     options: &[&str],
-    plugin: Option<&str>,
+    plugins: &[&str],
 ) -> ((tempfile::TempDir, PathBuf), String) {
     let dir = tempfile::tempdir().unwrap();
     let trace = dir.path().join("run.parquet");
     let log = dir.path().join("plugin.log");
+    recorder();
     let mut cmd = no_aslr(&qtrace_exe());
     cmd.arg("record").arg("--clean-env").arg("-o").arg(&trace);
     for o in options {
         cmd.arg("-O").arg(o);
     }
-    if let Some(plugin) = plugin {
+    if !plugins.is_empty() {
         for a in ["-d", "plugin", "-D"] {
             cmd.arg(format!("--qemu-arg={a}"));
         }
         cmd.arg(format!("--qemu-arg={}", log.display()));
+    }
+    for plugin in plugins {
         cmd.arg("--qemu-arg=-plugin");
         cmd.arg(format!("--qemu-arg={}", plugin_spec(plugin)));
     }
@@ -252,7 +227,11 @@ pub fn execs_by_pc(trace: &Path) -> BTreeMap<(u64, u64), u64> {
 pub fn python() -> PathBuf {
     let py = std::env::var_os("QTRACE_PY")
         .map(PathBuf::from)
-        .unwrap_or_else(|| qemu_dir().parent().unwrap().join("py"))
+        .unwrap_or_else(|| {
+            let cache = std::env::var_os("QTRACE_CACHE").map(PathBuf::from);
+            let home = || PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/qtrace");
+            cache.unwrap_or_else(home).join("py")
+        })
         .join("bin/python3");
     assert!(
         py.is_file(),
