@@ -45,6 +45,8 @@ pub struct BlocksFileWriter<W: Write + Send> {
     seq_descr: ColumnDescPtr,
     id_descr: ColumnDescPtr,
     zstd_level: i32,
+    /// Kept from row group to row group: a new one allocates its tables again.
+    compressor: zstd::bulk::Compressor<'static>,
 }
 
 impl<W: Write + Send> BlocksFileWriter<W> {
@@ -62,11 +64,13 @@ impl<W: Write + Send> BlocksFileWriter<W> {
         let seq_descr = column(&schema, col::SEQ)?;
         let id_descr = column(&schema, col::BLOCK_ID)?;
         let inner = SerializedFileWriter::new(sink, schema.root_schema_ptr(), Arc::new(props))?;
+        let compressor = zstd::bulk::Compressor::new(zstd_level).map_err(external)?;
         Ok(BlocksFileWriter {
             inner,
             seq_descr,
             id_descr,
             zstd_level,
+            compressor,
         })
     }
 
@@ -76,7 +80,8 @@ impl<W: Write + Send> BlocksFileWriter<W> {
             return Ok(());
         }
         let (seq_bytes, seq_close) = encode_seq(&self.seq_descr, first_seq, ids.len())?;
-        let (id_bytes, id_close) = encode_ids(&self.id_descr, ids, self.zstd_level)?;
+        let (id_bytes, id_close) =
+            encode_ids(&self.id_descr, ids, &mut self.compressor, self.zstd_level)?;
         let mut rg = self.inner.next_row_group()?;
         rg.append_column(&seq_bytes, seq_close)?;
         rg.append_column(&id_bytes, id_close)?;
@@ -203,20 +208,17 @@ fn encode_seq(
 fn encode_ids(
     descr: &ColumnDescPtr,
     ids: &[u32],
+    compressor: &mut zstd::bulk::Compressor<'static>,
     level: i32,
 ) -> Result<(Bytes, ColumnCloseResult)> {
     let mut chunk = Chunk::new(ids.len() / 2 + 1024);
-    let mut compressor =
-        zstd::bulk::Compressor::new(level).map_err(|e| ParquetError::External(Box::new(e)))?;
     let min = ids.iter().copied().min().unwrap_or(0);
     let max = ids.iter().copied().max().unwrap_or(0);
     for page in ids.chunks(ID_PAGE_ROWS) {
         // PLAIN is the values' little-endian bytes: on a little-endian host,
         // the slice as it is in memory.
         let plain = plain_bytes(page);
-        let packed = compressor
-            .compress(&plain)
-            .map_err(|e| ParquetError::External(Box::new(e)))?;
+        let packed = compressor.compress(&plain).map_err(external)?;
         chunk.page(
             data_page(packed, page.len(), Encoding::PLAIN, true),
             plain.len(),
@@ -241,6 +243,10 @@ fn plain_bytes(values: &[u32]) -> std::borrow::Cow<'_, [u8]> {
 #[cfg(target_endian = "big")]
 fn plain_bytes(values: &[u32]) -> std::borrow::Cow<'_, [u8]> {
     std::borrow::Cow::Owned(values.iter().flat_map(|v| v.to_le_bytes()).collect())
+}
+
+fn external(e: std::io::Error) -> ParquetError {
+    ParquetError::External(Box::new(e))
 }
 
 fn varint(buf: &mut Vec<u8>, mut v: u64) {
