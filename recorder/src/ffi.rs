@@ -10,6 +10,7 @@
 //! This module must never be called from a writer thread: QEMU's API is only
 //! valid on vCPU threads and inside its callbacks.
 
+use std::cell::UnsafeCell;
 use std::ffi::{c_char, c_int, c_uint, c_void, CStr};
 use std::marker::PhantomData;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -334,41 +335,44 @@ impl Counter {
 /// follows; events of vCPUs beyond are counted as lost.
 pub const MAX_VCPUS: usize = 4096;
 
-/// State owned by each vCPU, reached by vCPU index with one plain load and no
-/// lock: QEMU runs the callbacks of a vCPU on that vCPU's thread only, one at
-/// a time, so a vCPU's state is never touched by two threads at once.
+/// What a vCPU's slot in a [`PerVcpu`] holds before the vCPU first uses it.
+pub trait VcpuSlot {
+    const EMPTY: Self;
+}
+
+/// State owned by each vCPU, stored inline and reached by vCPU index with no
+/// load but its own and no lock: QEMU runs the callbacks of a vCPU on that
+/// vCPU's thread only, one at a time, so a vCPU's state is never touched by
+/// two threads at once.
 pub struct PerVcpu<T> {
-    slots: [std::sync::atomic::AtomicPtr<T>; MAX_VCPUS],
+    slots: [UnsafeCell<T>; MAX_VCPUS],
+}
+
+// SAFETY: a slot is only reached from its own vCPU's thread, or at exit when
+// no vCPU runs (see `get` and `for_each_at_exit`); `T: Send` lets it be
+// reached from whichever thread runs that vCPU.
+unsafe impl<T: Send> Sync for PerVcpu<T> {}
+
+impl<T: VcpuSlot> PerVcpu<T> {
+    pub const fn new() -> Self {
+        PerVcpu {
+            slots: [const { UnsafeCell::new(T::EMPTY) }; MAX_VCPUS],
+        }
+    }
 }
 
 impl<T> PerVcpu<T> {
-    pub const fn new() -> Self {
-        PerVcpu {
-            slots: [const { std::sync::atomic::AtomicPtr::new(std::ptr::null_mut()) }; MAX_VCPUS],
-        }
-    }
-
-    /// `vcpu`'s state, if it has one. Must only be called from a callback QEMU
-    /// runs for `vcpu`, and the reference must not outlive that callback.
+    /// `vcpu`'s state; `None` if `vcpu` is beyond [`MAX_VCPUS`]. Must only be
+    /// called from a callback QEMU runs for `vcpu`, and the reference must
+    /// not outlive that callback.
     #[inline(always)]
     #[allow(clippy::mut_from_ref)]
     pub fn get(&self, vcpu: u32) -> Option<&mut T> {
-        let p = self.slots.get(vcpu as usize)?.load(Ordering::Acquire);
-        // SAFETY: a non-null `p` came from Box::into_raw and is never freed
-        // while the plugin is loaded; only `vcpu`'s own thread reaches it
-        // here (see the type's doc), so this is the only reference.
-        unsafe { p.as_mut() }
-    }
-
-    /// `vcpu`'s state, created with `init` on first use; `None` if `vcpu` is
-    /// beyond [`MAX_VCPUS`]. Same rules as [`PerVcpu::get`].
-    #[allow(clippy::mut_from_ref)]
-    pub fn get_or_insert_with(&self, vcpu: u32, init: impl FnOnce() -> T) -> Option<&mut T> {
         let slot = self.slots.get(vcpu as usize)?;
-        if slot.load(Ordering::Acquire).is_null() {
-            slot.store(Box::into_raw(Box::new(init())), Ordering::Release);
-        }
-        self.get(vcpu)
+        // SAFETY: only `vcpu`'s own thread reaches this slot here, one
+        // callback at a time (see the type's doc), so this is the only
+        // reference.
+        Some(unsafe { &mut *slot.get() })
     }
 
     /// Runs `f` on every vCPU's state. Only for the exit callback: QEMU has
@@ -376,16 +380,13 @@ impl<T> PerVcpu<T> {
     /// callbacks and flushes all translated code before calling it).
     pub fn for_each_at_exit(&self, mut f: impl FnMut(u32, &mut T)) {
         for (vcpu, slot) in self.slots.iter().enumerate() {
-            let p = slot.load(Ordering::Acquire);
             // SAFETY: as in `get`; no vCPU runs instrumented code now.
-            if let Some(state) = unsafe { p.as_mut() } {
-                f(vcpu as u32, state);
-            }
+            f(vcpu as u32, unsafe { &mut *slot.get() });
         }
     }
 }
 
-impl<T> Default for PerVcpu<T> {
+impl<T: VcpuSlot> Default for PerVcpu<T> {
     fn default() -> Self {
         Self::new()
     }

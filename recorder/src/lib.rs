@@ -8,6 +8,7 @@
 //!
 //! No panic may reach QEMU: every callback runs under `catch_unwind`.
 
+mod disas;
 pub mod ffi;
 mod options;
 mod recorder;

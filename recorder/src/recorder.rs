@@ -20,7 +20,8 @@ use qtrace_format::schema::{
 use qtrace_format::writer::{write_table, PartLimits};
 use qtrace_format::{Manifest, Table, VcpuTotals};
 
-use crate::ffi::{self, Counter, Info, PerVcpu, Plugin, PluginId, Tb};
+use crate::disas::Disassembler;
+use crate::ffi::{self, Counter, Info, PerVcpu, Plugin, PluginId, Tb, VcpuSlot};
 use crate::options::Options;
 use crate::sink::{usable_out_dir, BlockBatch, Sink, SinkConfig};
 
@@ -47,56 +48,136 @@ static LANES: PerVcpu<Lane> = PerVcpu::new();
 
 /// Distinct translated blocks: a block translated again with the same
 /// address and code (after a flush, or in another thread) keeps its id.
-#[derive(Default)]
 struct BlockTable {
     ids: HashMap<(u64, Vec<u8>), u32>,
     infos: Vec<BlockInfo>,
     counters: Vec<Counter>,
+    disas: Disassembler,
 }
 
 /// One vCPU's buffer of executed block ids.
+///
+/// Stored inline in `LANES` (one cache line each), so the hot path reaches
+/// it with no pointer to follow. Ids go into `buf` with non-temporal stores:
+/// the buffer is written once and read by a writer thread, and caching it
+/// would evict the guest's (and QEMU's) working set from L2.
+#[repr(C, align(64))]
 struct Lane {
+    /// Where the next id goes in `buf`; `cursor < end` while there is room.
+    /// Both null until the vCPU's first block.
+    cursor: *mut u32,
+    /// One past `buf`'s last slot.
+    end: *mut u32,
+    buf: Option<Vec<u32>>,
     vcpu: u32,
-    ids: Vec<u32>,
-    /// Sequence number of `ids[0]`.
+    /// Sequence number of `buf[0]`.
     next_seq: u64,
     lost: u64,
 }
 
+// SAFETY: `cursor` and `end` point into `buf`, which the lane owns.
+unsafe impl Send for Lane {}
+
+impl VcpuSlot for Lane {
+    const EMPTY: Lane = Lane {
+        cursor: std::ptr::null_mut(),
+        end: std::ptr::null_mut(),
+        buf: None,
+        vcpu: 0,
+        next_seq: 0,
+        lost: 0,
+    };
+}
+
 impl Lane {
-    fn new(vcpu: u32, capacity: usize) -> Lane {
-        Lane {
-            vcpu,
-            ids: Vec::with_capacity(capacity),
-            next_seq: 0,
-            lost: 0,
+    /// Appends `id`: the hot path.
+    #[inline(always)]
+    fn push(&mut self, vcpu: u32, id: u32) {
+        if self.cursor < self.end {
+            // SAFETY: `cursor` is in `buf` (it is below `end`).
+            unsafe {
+                store(self.cursor, id);
+                self.cursor = self.cursor.add(1);
+            }
+        } else {
+            lane_slow(self, vcpu, id);
         }
     }
 
-    /// Hands the buffer to the writers (waiting if they are behind).
+    /// Makes `buf` the buffer to fill.
+    fn start(&mut self, mut buf: Vec<u32>) {
+        buf.clear();
+        self.cursor = buf.as_mut_ptr();
+        // SAFETY: `capacity()` slots follow `as_mut_ptr()` in one allocation.
+        self.end = unsafe { self.cursor.add(buf.capacity()) };
+        self.buf = Some(buf);
+    }
+
+    /// Hands the buffer to the writers (waiting if they are behind), and
+    /// starts a new one.
     #[cold]
     fn flush(&mut self, state: &State) {
-        if self.ids.is_empty() {
+        let Some(mut ids) = self.buf.take() else {
+            return;
+        };
+        // SAFETY: `cursor` is in `buf` or one past its end, not before its start.
+        let n = unsafe { self.cursor.offset_from(ids.as_mut_ptr()) } as usize;
+        if n == 0 {
+            self.start(ids);
             return;
         }
-        let n = self.ids.len() as u64;
+        // The non-temporal stores must be visible before another thread reads.
+        store_fence();
+        // SAFETY: the lane wrote the `n` slots before `cursor`, all within
+        // the capacity.
+        unsafe { ids.set_len(n) };
+        let n = n as u64;
         // A forked child has the parent's buffers but not its writers (nor,
         // safely, its locks): it drops what it records.
-        let written = std::process::id() == state.pid && {
-            let ids = std::mem::replace(&mut self.ids, state.sink.empty_buffer());
-            let batch = BlockBatch {
-                vcpu: self.vcpu,
-                first_seq: self.next_seq,
-                ids,
-            };
-            state.sink.send(batch).is_ok()
+        if std::process::id() != state.pid {
+            self.start(ids);
+            self.lost += n;
+            self.next_seq += n;
+            return;
+        }
+        self.start(state.sink.empty_buffer());
+        let batch = BlockBatch {
+            vcpu: self.vcpu,
+            first_seq: self.next_seq,
+            ids,
         };
-        if !written {
-            self.ids.clear();
+        if state.sink.send(batch).is_err() {
             self.lost += n;
         }
         self.next_seq += n;
     }
+}
+
+/// Writes `id` at `p`.
+///
+/// # Safety
+/// `p` must be valid for writes and aligned.
+#[inline(always)]
+unsafe fn store(p: *mut u32, id: u32) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: SSE2 is part of x86_64; per the function's contract.
+    unsafe {
+        std::arch::x86_64::_mm_stream_si32(p.cast(), id as i32)
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    // SAFETY: per the function's contract.
+    unsafe {
+        p.write(id)
+    };
+}
+
+/// Orders the non-temporal stores of [`store`] before later stores.
+fn store_fence() {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: SSE is part of x86_64.
+    unsafe {
+        std::arch::x86_64::_mm_sfence()
+    };
 }
 
 impl Plugin for Recorder {
@@ -143,7 +224,12 @@ impl Plugin for Recorder {
             root,
             pid: std::process::id(),
             manifest: Mutex::new(manifest),
-            blocks: Mutex::new(BlockTable::default()),
+            blocks: Mutex::new(BlockTable {
+                ids: HashMap::new(),
+                infos: Vec::new(),
+                counters: Vec::new(),
+                disas: Disassembler::new(&info.target, info.system_emulation),
+            }),
             sink,
             qemu_version: Mutex::new(qemu_version),
             lost_no_lane: AtomicU64::new(0),
@@ -170,19 +256,22 @@ impl Plugin for Recorder {
                 let insns = insns
                     .iter()
                     .zip(bytes)
-                    .map(|(insn, bytes)| InsnInfo {
-                        addr: insn.vaddr(),
-                        bytes,
-                        disas: if state.opts.disas {
-                            insn.disas()
+                    .map(|(insn, bytes)| {
+                        let addr = insn.vaddr();
+                        let (disas, symbol) = if state.opts.disas {
+                            (
+                                table.disas.disas(addr, &bytes, || insn.disas()),
+                                insn.symbol(),
+                            )
                         } else {
-                            String::new()
-                        },
-                        symbol: if state.opts.disas {
-                            insn.symbol()
-                        } else {
-                            None
-                        },
+                            (String::new(), None)
+                        };
+                        InsnInfo {
+                            addr,
+                            bytes,
+                            disas,
+                            symbol,
+                        }
                     })
                     .collect::<Vec<_>>();
                 let (pc, code) = key;
@@ -207,13 +296,10 @@ impl Plugin for Recorder {
     #[inline(always)]
     fn on_exec(vcpu: u32, data: u64) {
         // The hot path: nothing here can panic (see `Plugin::on_exec`).
-        if let Some(lane) = LANES.get(vcpu) {
-            if lane.ids.len() < lane.ids.capacity() {
-                lane.ids.push(data as u32);
-                return;
-            }
+        match LANES.get(vcpu) {
+            Some(lane) => lane.push(vcpu, data as u32),
+            None => no_lane(),
         }
-        exec_slow(vcpu, data as u32);
     }
 
     fn on_vcpu_exit(vcpu: u32) {
@@ -241,25 +327,44 @@ impl Plugin for Recorder {
 /// A vCPU's first block, or its buffer is full.
 #[cold]
 #[inline(never)]
-fn exec_slow(vcpu: u32, id: u32) {
+fn lane_slow(lane: &mut Lane, vcpu: u32, id: u32) {
     ffi::guard("block execution", || {
         let Some(state) = STATE.get() else { return };
-        let Some(lane) = LANES.get_or_insert_with(vcpu, || Lane::new(vcpu, state.opts.buffer))
-        else {
-            state.lost_no_lane.fetch_add(1, Ordering::Relaxed);
-            return;
-        };
-        if lane.ids.len() == lane.ids.capacity() {
+        if lane.buf.is_some() {
             lane.flush(state);
+        } else {
+            lane.vcpu = vcpu;
+            lane.start(state.sink.empty_buffer());
         }
-        lane.ids.push(id);
-    })
+    });
+    if lane.cursor < lane.end {
+        // SAFETY: as in `Lane::push`.
+        unsafe {
+            store(lane.cursor, id);
+            lane.cursor = lane.cursor.add(1);
+        }
+    } else {
+        lane.lost += 1;
+        lane.next_seq += 1;
+    }
+}
+
+/// A vCPU beyond `ffi::MAX_VCPUS`.
+#[cold]
+#[inline(never)]
+fn no_lane() {
+    if let Some(state) = STATE.get() {
+        state.lost_no_lane.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// Seals every part, writes the block dictionary and counts, then the final manifest.
 fn finish(state: &State) -> Result<(), String> {
     let mut lanes = Vec::new();
     LANES.for_each_at_exit(|vcpu, lane| {
+        if lane.buf.is_none() {
+            return;
+        }
         lane.flush(state);
         lanes.push((vcpu, lane.next_seq, lane.lost));
     });
