@@ -150,3 +150,27 @@ fn debian_xz_matches_qemu_plugins() {
     let input = input.display().to_string();
     assert_matches_oracles("x86_64", &["/usr/bin/xz", "-1", "-T1", "-c", &input], false);
 }
+
+/// The manifest says which QEMU ran the guest, as `qemu-ARCH --version` does.
+#[test]
+fn manifest_names_the_qemu_it_ran_in() {
+    for arch in ["x86_64", "aarch64"] {
+        let Some(prog) = sample_argv(arch, "hotloop") else {
+            continue;
+        };
+        let (_dir, trace) = record(&[&prog], &[]);
+        let out = std::process::Command::new(common::qemu(arch))
+            .arg("--version")
+            .output()
+            .unwrap();
+        let first = String::from_utf8(out.stdout).unwrap();
+        let version = first
+            .split_whitespace()
+            .nth(2)
+            .expect("qemu-ARCH version X.Y.Z");
+        let m = manifest(&trace);
+        assert_eq!(m["qemu_version"], version, "{arch}");
+        assert_eq!(m["target"], arch);
+        assert_eq!(m["mode"], "linux-user");
+    }
+}

@@ -11,7 +11,6 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
-use std::thread::JoinHandle;
 
 use qtrace_format::manifest::now_rfc3339;
 use qtrace_format::schema::{
@@ -36,7 +35,6 @@ struct State {
     manifest: Mutex<Manifest>,
     blocks: Mutex<BlockTable>,
     sink: Sink,
-    qemu_version: Mutex<Option<JoinHandle<Option<String>>>>,
     /// Events of vCPUs beyond `ffi::MAX_VCPUS`, which have no lane.
     lost_no_lane: AtomicU64,
 }
@@ -213,11 +211,6 @@ impl Plugin for Recorder {
             },
         })
         .map_err(|e| format!("cannot start the writer threads: {e}"))?;
-        let target = info.target.clone();
-        let qemu_version = std::thread::Builder::new()
-            .name("qtrace-version".into())
-            .spawn(move || qemu_version(&target))
-            .ok();
 
         let state = State {
             opts,
@@ -231,7 +224,6 @@ impl Plugin for Recorder {
                 disas: Disassembler::new(&info.target, info.system_emulation),
             }),
             sink,
-            qemu_version: Mutex::new(qemu_version),
             lost_no_lane: AtomicU64::new(0),
         };
         STATE
@@ -429,10 +421,7 @@ fn finish(state: &State) -> Result<(), String> {
     totals.retain(|t| t.blocks > 0 || t.block_events > 0);
 
     let mut manifest = lock(&state.manifest).clone();
-    manifest.qemu_version = lock(&state.qemu_version)
-        .take()
-        .and_then(|h| h.join().ok())
-        .flatten();
+    manifest.qemu_version = qemu_version(&manifest.target);
     manifest.ended_at = Some(now_rfc3339());
     manifest.distinct_blocks = distinct_blocks;
     manifest.vcpus = totals;
@@ -469,18 +458,43 @@ fn command_line() -> Vec<String> {
 
 /// The version of the QEMU we run in: the plugin API does not tell, but
 /// linux-user QEMU carries its `--version` text, `qemu-TARGET version X.Y.Z`.
+/// Read at exit, in small chunks: a large allocation while the guest runs
+/// would move where QEMU maps the guest's memory.
 fn qemu_version(target: &str) -> Option<String> {
-    let exe = std::fs::read("/proc/self/exe").ok()?;
+    use std::io::Read;
     let needle = format!("qemu-{target} version ");
-    let at = exe
-        .windows(needle.len())
-        .position(|w| w == needle.as_bytes())?
-        + needle.len();
-    let rest = &exe[at..exe.len().min(at + 64)];
-    let end = rest
-        .iter()
-        .position(|&c| c.is_ascii_whitespace() || c == 0)
-        .unwrap_or(rest.len());
-    let v = std::str::from_utf8(&rest[..end]).ok()?;
-    (!v.is_empty()).then(|| v.to_string())
+    let finder = memchr::memmem::Finder::new(needle.as_bytes());
+    let mut exe = std::fs::File::open("/proc/self/exe").ok()?;
+    let mut window = Vec::with_capacity(CHUNK + 128);
+    let mut chunk = vec![0u8; CHUNK];
+    loop {
+        let n = exe.read(&mut chunk).ok()?;
+        if n == 0 {
+            return None;
+        }
+        window.extend_from_slice(&chunk[..n]);
+        if let Some(at) = finder.find(&window) {
+            // The version follows; read on if it straddles the chunk's end.
+            let start = at + needle.len();
+            let mut rest = window[start..].to_vec();
+            while rest.len() < 64 {
+                let n = exe.read(&mut chunk).ok()?;
+                if n == 0 {
+                    break;
+                }
+                rest.extend_from_slice(&chunk[..n]);
+            }
+            let end = rest
+                .iter()
+                .position(|&c| c.is_ascii_whitespace() || c == 0)
+                .unwrap_or(rest.len().min(64));
+            let v = std::str::from_utf8(&rest[..end]).ok()?;
+            return (!v.is_empty()).then(|| v.to_string());
+        }
+        // Keep the tail, where the next chunk may complete the needle.
+        let keep = window.len().min(needle.len());
+        window.drain(..window.len() - keep);
+    }
 }
+
+const CHUNK: usize = 64 * 1024;
