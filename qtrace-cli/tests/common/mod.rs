@@ -356,12 +356,15 @@ fn build_recorder() -> Result<PathBuf, String> {
         .arg("--quiet")
         .arg("--manifest-path")
         .arg(repo_root().join("Cargo.toml"))
-        .args(["-p", "qtrace-recorder"])
+        // The whole workspace, as `make` builds it: built alone, the
+        // recorder would get other features of shared dependencies and be
+        // compiled again.
+        .arg("--workspace")
         .arg("--target-dir")
         .arg(target_dir);
     cmd.args(&flags);
     let by_hand = format!(
-        "build it first with `cargo build -p qtrace-recorder{}`, so that {} exists",
+        "build it first with `cargo build --workspace{}`, so that {} exists",
         flags.iter().map(|f| format!(" {f}")).collect::<String>(),
         recorder.display()
     );
