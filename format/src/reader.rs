@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use arrow_array::RecordBatch;
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ParquetRecordBatchReaderBuilder};
 use parquet::arrow::ProjectionMask;
+use parquet::file::metadata::ParquetMetaDataReader;
 use rayon::prelude::*;
 
 use crate::layout::{list_parts, PartPath, MANIFEST};
@@ -98,6 +99,22 @@ impl Trace {
             },
         )
     }
+}
+
+/// Rows (from the footer, nothing decoded) and bytes on disk of a part.
+pub fn part_size(part: &PartPath) -> Result<(u64, u64)> {
+    let path = &part.path;
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let bytes = file.metadata().map_err(|e| Error::io(path, e))?.len();
+    let meta = guarded(path, || {
+        ParquetMetaDataReader::new()
+            .parse_and_finish(&file)
+            .map_err(|e| Error::parquet(path, e))
+    })?;
+    let rows = meta.file_metadata().num_rows();
+    let rows = u64::try_from(rows)
+        .map_err(|_| Error::corrupt(path, format!("footer says {rows} rows")))?;
+    Ok((rows, bytes))
 }
 
 /// One part file with its footer decoded.

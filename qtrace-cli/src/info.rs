@@ -4,17 +4,12 @@
 //! It must stay cheap on traces of any size: it reads footers only, never a
 //! data page.
 
-use std::cell::Cell;
-use std::fs::File;
 use std::io::Write;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
-use std::sync::Once;
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::Result;
 use clap::ValueEnum;
-use parquet::file::metadata::ParquetMetaDataReader;
-use qtrace_format::{Manifest, PartPath, Table, Trace};
+use qtrace_format::{Manifest, Table, Trace};
 use rayon::prelude::*;
 use serde_json::json;
 
@@ -65,61 +60,13 @@ pub fn table_stats(root: &Path, table: Table) -> Result<TableStats> {
     let parts = qtrace_format::layout::list_parts(root, table)?;
     let sizes = parts
         .par_iter()
-        .map(part_size)
-        .collect::<Result<Vec<(u64, u64)>>>()?;
+        .map(qtrace_format::reader::part_size)
+        .collect::<Result<Vec<(u64, u64)>, _>>()?;
     Ok(TableStats {
         table,
         parts: parts.len(),
         rows: sizes.iter().map(|s| s.0).sum(),
         bytes: sizes.iter().map(|s| s.1).sum(),
-    })
-}
-
-/// Rows (from the footer) and bytes on disk of one part file.
-fn part_size(part: &PartPath) -> Result<(u64, u64)> {
-    let path = &part.path;
-    let file = File::open(path).with_context(|| path.display().to_string())?;
-    let bytes = file
-        .metadata()
-        .with_context(|| path.display().to_string())?
-        .len();
-    let meta = guarded(path, || {
-        ParquetMetaDataReader::new()
-            .parse_and_finish(&file)
-            .map_err(|e| anyhow!("{}: corrupt: {e}", path.display()))
-    })?;
-    let rows = meta.file_metadata().num_rows();
-    let rows = u64::try_from(rows)
-        .map_err(|_| anyhow!("{}: corrupt: footer says {rows} rows", path.display()))?;
-    Ok((rows, bytes))
-}
-
-thread_local! {
-    static IN_GUARD: Cell<bool> = const { Cell::new(false) };
-}
-
-/// Runs `f`, turning a panic of the Parquet footer decoder (arrow-rs panics
-/// on some corrupt footers) into an error naming the file, without the panic
-/// message on stderr. `qtrace_format` guards its own scans the same way, but
-/// does not offer a footer-only read.
-fn guarded<T>(path: &Path, f: impl FnOnce() -> Result<T>) -> Result<T> {
-    static HOOK: Once = Once::new();
-    HOOK.call_once(|| {
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            if !IN_GUARD.get() {
-                previous(info);
-            }
-        }));
-    });
-    let was = IN_GUARD.replace(true);
-    let result = catch_unwind(AssertUnwindSafe(f));
-    IN_GUARD.set(was);
-    result.unwrap_or_else(|_| {
-        Err(anyhow!(
-            "{}: corrupt: unreadable Parquet footer",
-            path.display()
-        ))
     })
 }
 
