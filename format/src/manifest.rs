@@ -57,6 +57,8 @@ pub struct VcpuTotals {
     pub block_events: u64,
     /// Part files sealed in `blocks/vcpu=N`.
     pub parts: u32,
+    /// Rows written to `mem` (memory accesses), when recorded.
+    pub mem_accesses: u64,
 }
 
 impl Manifest {

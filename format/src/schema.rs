@@ -7,6 +7,7 @@
 //! | `blocks`       | `vcpu=N`       | executed block, in execution order            |
 //! | `block_dict`   | -              | distinct translated block                     |
 //! | `block_counts` | -              | (vCPU, block) pair that executed at least once |
+//! | `mem`          | `vcpu=N`       | memory access, in execution order (option `mem=`) |
 
 use std::sync::{Arc, OnceLock};
 
@@ -24,7 +25,7 @@ use parquet::schema::types::ColumnPath;
 use crate::{Error, Result};
 
 /// The tables of a trace.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Table {
     /// Executed blocks per vCPU, in execution order: `seq`, `block_id`.
     Blocks,
@@ -32,10 +33,17 @@ pub enum Table {
     BlockDict,
     /// Exact execution counts per vCPU and block, from inline counters.
     BlockCounts,
+    /// Memory accesses per vCPU, in execution order, with their values.
+    Mem,
 }
 
 impl Table {
-    pub const ALL: [Table; 3] = [Table::Blocks, Table::BlockDict, Table::BlockCounts];
+    pub const ALL: [Table; 4] = [
+        Table::Blocks,
+        Table::BlockDict,
+        Table::BlockCounts,
+        Table::Mem,
+    ];
 
     /// The table's directory name under the trace root.
     pub fn name(self) -> &'static str {
@@ -43,12 +51,13 @@ impl Table {
             Table::Blocks => "blocks",
             Table::BlockDict => "block_dict",
             Table::BlockCounts => "block_counts",
+            Table::Mem => "mem",
         }
     }
 
     /// Whether the table is split into `vcpu=N` hive partitions.
     pub fn per_vcpu(self) -> bool {
-        matches!(self, Table::Blocks)
+        matches!(self, Table::Blocks | Table::Mem)
     }
 
     /// The table's Arrow schema, built once.
@@ -56,10 +65,12 @@ impl Table {
         static BLOCKS: OnceLock<SchemaRef> = OnceLock::new();
         static DICT: OnceLock<SchemaRef> = OnceLock::new();
         static COUNTS: OnceLock<SchemaRef> = OnceLock::new();
+        static MEM: OnceLock<SchemaRef> = OnceLock::new();
         match self {
             Table::Blocks => BLOCKS.get_or_init(blocks_schema).clone(),
             Table::BlockDict => DICT.get_or_init(block_dict_schema).clone(),
             Table::BlockCounts => COUNTS.get_or_init(block_counts_schema).clone(),
+            Table::Mem => MEM.get_or_init(mem_schema).clone(),
         }
     }
 
@@ -84,6 +95,22 @@ impl Table {
                     )
                     .set_max_row_group_row_count(Some(64 * 1024));
             }
+            Table::Mem => {
+                // Sequence numbers rise, by one (`seq`) or by small steps
+                // (`block_seq`): delta encoding. Addresses and values vary
+                // too much for a dictionary to pay.
+                for c in [col::SEQ, col::BLOCK_SEQ] {
+                    b = b
+                        .set_column_dictionary_enabled(ColumnPath::from(c), false)
+                        .set_column_encoding(ColumnPath::from(c), Encoding::DELTA_BINARY_PACKED);
+                }
+                for c in [col::ADDR, col::VALUE, col::VALUE_HI] {
+                    b = b.set_column_dictionary_enabled(ColumnPath::from(c), false);
+                }
+                b = b
+                    .set_max_row_group_row_count(Some(1 << 20))
+                    .set_max_row_group_bytes(Some(64 << 20));
+            }
         }
         b.build()
     }
@@ -104,6 +131,13 @@ pub mod col {
     pub const DISAS: &str = "disas";
     pub const VCPU: &str = "vcpu";
     pub const EXECS: &str = "execs";
+    pub const BLOCK_SEQ: &str = "block_seq";
+    pub const INSN: &str = "insn";
+    pub const STORE: &str = "store";
+    pub const VALUE: &str = "value";
+    pub const VALUE_HI: &str = "value_hi";
+    pub const SIGN_EXTENDED: &str = "sign_extended";
+    pub const BIG_ENDIAN: &str = "big_endian";
 }
 
 fn blocks_schema() -> SchemaRef {
@@ -144,6 +178,78 @@ fn block_counts_schema() -> SchemaRef {
         Field::new(col::BLOCK_ID, DataType::UInt32, false),
         Field::new(col::EXECS, DataType::UInt64, false),
     ]))
+}
+
+fn mem_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new(col::SEQ, DataType::UInt64, false),
+        Field::new(col::BLOCK_SEQ, DataType::UInt64, false),
+        Field::new(col::INSN, DataType::UInt16, false),
+        Field::new(col::ADDR, DataType::UInt64, false),
+        Field::new(col::SIZE, DataType::UInt8, false),
+        Field::new(col::STORE, DataType::Boolean, false),
+        Field::new(col::VALUE, DataType::UInt64, true),
+        Field::new(col::VALUE_HI, DataType::UInt64, true),
+        Field::new(col::SIGN_EXTENDED, DataType::Boolean, false),
+        Field::new(col::BIG_ENDIAN, DataType::Boolean, false),
+    ]))
+}
+
+/// One memory access, as the recorder buffers it (a row of `mem` without
+/// its `seq`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct MemAccess {
+    /// `seq` of the block execution (in `blocks`) the access belongs to.
+    pub block_seq: u64,
+    pub addr: u64,
+    /// The value's low 64 bits.
+    pub value: u64,
+    /// The value's high 64 bits, for 128-bit accesses.
+    pub value_hi: u64,
+    /// Index of the instruction in its block.
+    pub insn: u16,
+    /// Bytes accessed: 1, 2, 4, 8 or 16.
+    pub size: u8,
+    /// [`MemAccess::STORE`] and the other flags.
+    pub flags: u8,
+}
+
+impl MemAccess {
+    pub const STORE: u8 = 1;
+    pub const SIGN_EXTENDED: u8 = 2;
+    pub const BIG_ENDIAN: u8 = 4;
+    /// The value was recorded (option `mem=values`).
+    pub const HAS_VALUE: u8 = 8;
+}
+
+/// A batch of `mem`: `rows[i]` is access `first_seq + i`.
+pub fn mem_batch(first_seq: u64, rows: &[MemAccess]) -> RecordBatch {
+    use arrow_array::{BooleanArray, UInt16Array, UInt8Array};
+    let flag = |f: u8| BooleanArray::from_iter(rows.iter().map(|r| Some(r.flags & f != 0)));
+    let has_value = |r: &MemAccess| r.flags & MemAccess::HAS_VALUE != 0;
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(UInt64Array::from_iter_values(
+            first_seq..first_seq + rows.len() as u64,
+        )),
+        Arc::new(UInt64Array::from_iter_values(
+            rows.iter().map(|r| r.block_seq),
+        )),
+        Arc::new(UInt16Array::from_iter_values(rows.iter().map(|r| r.insn))),
+        Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.addr))),
+        Arc::new(UInt8Array::from_iter_values(rows.iter().map(|r| r.size))),
+        Arc::new(flag(MemAccess::STORE)),
+        Arc::new(UInt64Array::from_iter(
+            rows.iter().map(|r| has_value(r).then_some(r.value)),
+        )),
+        Arc::new(UInt64Array::from_iter(
+            rows.iter()
+                .map(|r| (has_value(r) && r.size > 8).then_some(r.value_hi)),
+        )),
+        Arc::new(flag(MemAccess::SIGN_EXTENDED)),
+        Arc::new(flag(MemAccess::BIG_ENDIAN)),
+    ];
+    RecordBatch::try_new(Table::Mem.schema(), columns).expect("mem batch matches its schema")
 }
 
 /// A batch of `blocks`: `ids[i]` executed as event `first_seq + i`.

@@ -54,6 +54,9 @@ pub trait Plugin: 'static {
     /// work: it must not panic, and must run anything that could (its slow
     /// path) inside [`guard`].
     fn on_exec(vcpu: u32, data: u64);
+    /// An instruction instrumented with [`Insn::on_mem`] accessed memory
+    /// at `vaddr`. Hot, and unguarded like [`Plugin::on_exec`].
+    fn on_mem(vcpu: u32, info: MemInfo, vaddr: u64, data: u64);
     /// A vCPU (in linux-user: a guest thread) is going away.
     fn on_vcpu_exit(vcpu: u32);
     /// The guest is exiting.
@@ -178,6 +181,16 @@ extern "C" fn exec_trampoline<P: Plugin>(vcpu: c_uint, data: *mut c_void) {
     P::on_exec(vcpu, data as u64)
 }
 
+extern "C" fn mem_trampoline<P: Plugin>(
+    vcpu: c_uint,
+    info: sys::qemu_plugin_meminfo_t,
+    vaddr: u64,
+    data: *mut c_void,
+) {
+    // Unguarded on purpose: see `Plugin::on_mem`.
+    P::on_mem(vcpu, MemInfo(info), vaddr, data as u64)
+}
+
 extern "C" fn vcpu_exit_trampoline<P: Plugin>(_id: PluginId, vcpu: c_uint) {
     guard("vcpu exit", || P::on_vcpu_exit(vcpu))
 }
@@ -285,10 +298,83 @@ impl Insn<'_> {
         s
     }
 
+    /// Calls `P::on_mem(vcpu, info, vaddr, data)` at each of this
+    /// instruction's memory accesses of the kinds `loads` and `stores` select.
+    pub fn on_mem<P: Plugin>(&self, loads: bool, stores: bool, data: u64) {
+        use sys::qemu_plugin_mem_rw as Rw;
+        let rw = match (loads, stores) {
+            (true, true) => Rw::QEMU_PLUGIN_MEM_RW,
+            (true, false) => Rw::QEMU_PLUGIN_MEM_R,
+            (false, true) => Rw::QEMU_PLUGIN_MEM_W,
+            (false, false) => return,
+        };
+        // SAFETY: `raw` is live; the trampoline matches the callback type;
+        // `data` is passed back as is and never dereferenced.
+        unsafe {
+            sys::qemu_plugin_register_vcpu_mem_cb(
+                self.raw,
+                Some(mem_trampoline::<P>),
+                sys::qemu_plugin_cb_flags::QEMU_PLUGIN_CB_NO_REGS,
+                rw,
+                data as *mut c_void,
+            )
+        }
+    }
+
     /// The symbol QEMU knows at this address (the guest's ELF symbols).
     pub fn symbol(&self) -> Option<String> {
         // SAFETY: `raw` is live; the result is a string owned by QEMU.
         unsafe { c_string(sys::qemu_plugin_insn_symbol(self.raw)) }
+    }
+}
+
+/// A memory access, as QEMU describes it; valid during the memory callback.
+#[derive(Clone, Copy)]
+pub struct MemInfo(sys::qemu_plugin_meminfo_t);
+
+impl MemInfo {
+    /// Bytes accessed.
+    #[inline(always)]
+    pub fn size(self) -> u8 {
+        // SAFETY: `qemu_plugin_meminfo_t` is a plain value; no preconditions.
+        1u8 << unsafe { sys::qemu_plugin_mem_size_shift(self.0) }.min(7)
+    }
+
+    #[inline(always)]
+    pub fn is_store(self) -> bool {
+        // SAFETY: as in `size`.
+        unsafe { sys::qemu_plugin_mem_is_store(self.0) }
+    }
+
+    #[inline(always)]
+    pub fn is_sign_extended(self) -> bool {
+        // SAFETY: as in `size`.
+        unsafe { sys::qemu_plugin_mem_is_sign_extended(self.0) }
+    }
+
+    #[inline(always)]
+    pub fn is_big_endian(self) -> bool {
+        // SAFETY: as in `size`.
+        unsafe { sys::qemu_plugin_mem_is_big_endian(self.0) }
+    }
+
+    /// The value loaded or stored: (low 64 bits, high 64 bits).
+    #[inline(always)]
+    pub fn value(self) -> (u64, u64) {
+        use sys::qemu_plugin_mem_value_type as T;
+        // SAFETY: only valid inside the memory callback, where a `MemInfo`
+        // exists (it is made by the trampoline and passed by value there).
+        let v = unsafe { sys::qemu_plugin_mem_get_value(self.0) };
+        // SAFETY: `type_` says which member of the union QEMU wrote.
+        unsafe {
+            match v.type_ {
+                T::QEMU_PLUGIN_MEM_VALUE_U8 => (u64::from(v.data.u8_), 0),
+                T::QEMU_PLUGIN_MEM_VALUE_U16 => (u64::from(v.data.u16_), 0),
+                T::QEMU_PLUGIN_MEM_VALUE_U32 => (u64::from(v.data.u32_), 0),
+                T::QEMU_PLUGIN_MEM_VALUE_U64 => (v.data.u64_, 0),
+                T::QEMU_PLUGIN_MEM_VALUE_U128 => (v.data.u128_.low, v.data.u128_.high),
+            }
+        }
     }
 }
 

@@ -15,7 +15,25 @@ options: out=DIR (required: the trace directory, created; must not exist or be e
          queue=N (full buffers waiting per writer before vCPUs wait, 1..1024, default 8)
          part_secs=S (seal a part file after S seconds, 0.05..3600, default 1)
          part_rows=N (seal a part file after N rows, default 67108864)
-         disas=on|off (record disassembly and symbols of blocks, default on)";
+         disas=on|off (record disassembly and symbols of blocks, default on)
+         mem=off|addr|values (record memory accesses: not, addresses only, or with values; default off)
+         mem_rw=r|w|rw (which accesses: loads, stores or both; default rw)";
+
+/// What of each memory access is recorded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MemMode {
+    Off,
+    Addr,
+    Values,
+}
+
+/// Which memory accesses are recorded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MemRw {
+    Loads,
+    Stores,
+    Both,
+}
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Options {
@@ -27,6 +45,8 @@ pub struct Options {
     pub part_age: Duration,
     pub part_rows: u64,
     pub disas: bool,
+    pub mem: MemMode,
+    pub mem_rw: MemRw,
     /// The options exactly as given, for the manifest.
     pub given: BTreeMap<String, String>,
 }
@@ -44,6 +64,8 @@ impl Options {
             part_age: Duration::from_secs(1),
             part_rows: 64 << 20,
             disas: true,
+            mem: MemMode::Off,
+            mem_rw: MemRw::Both,
             given: BTreeMap::new(),
         };
         for arg in args {
@@ -73,6 +95,26 @@ impl Options {
                     o.part_age = Duration::from_secs_f64(secs);
                 }
                 "disas" => o.disas = boolean(key, value)?,
+                "mem" => {
+                    o.mem = match value {
+                        "off" => MemMode::Off,
+                        "addr" => MemMode::Addr,
+                        "values" => MemMode::Values,
+                        _ => {
+                            return Err(format!(
+                                "option `mem={value}`: expected off, addr or values"
+                            ))
+                        }
+                    }
+                }
+                "mem_rw" => {
+                    o.mem_rw = match value {
+                        "r" => MemRw::Loads,
+                        "w" => MemRw::Stores,
+                        "rw" => MemRw::Both,
+                        _ => return Err(format!("option `mem_rw={value}`: expected r, w or rw")),
+                    }
+                }
                 _ => return Err(format!("unknown option `{key}`\n{HELP}")),
             }
         }
@@ -119,6 +161,8 @@ mod tests {
             (vec!["out=x", "out=y"], "`out` given twice"),
             (vec!["out=x", "disas=maybe"], "disas=maybe"),
             (vec!["out=x", "part_secs=0"], "part_secs=0"),
+            (vec!["out=x", "mem=all"], "mem=all"),
+            (vec!["out=x", "mem_rw=x"], "mem_rw=x"),
         ] {
             let err = Options::parse(&args).unwrap_err();
             assert!(err.contains(needle), "{args:?}: {err}");

@@ -14,15 +14,15 @@ use std::sync::{Mutex, OnceLock};
 
 use qtrace_format::manifest::now_rfc3339;
 use qtrace_format::schema::{
-    block_counts_batch, BlockCount, BlockDictBuilder, BlockInfo, InsnInfo,
+    block_counts_batch, BlockCount, BlockDictBuilder, BlockInfo, InsnInfo, MemAccess,
 };
 use qtrace_format::writer::{write_table, PartLimits};
 use qtrace_format::{Manifest, Table, VcpuTotals};
 
 use crate::disas::Disassembler;
-use crate::ffi::{self, Counter, Info, PerVcpu, Plugin, PluginId, Tb, VcpuSlot};
-use crate::options::Options;
-use crate::sink::{usable_out_dir, BlockBatch, Sink, SinkConfig};
+use crate::ffi::{self, Counter, Info, MemInfo, PerVcpu, Plugin, PluginId, Tb, VcpuSlot};
+use crate::options::{MemMode, MemRw, Options};
+use crate::sink::{usable_out_dir, BlockBatch, MemBatch, Sink, SinkConfig};
 
 pub struct Recorder;
 
@@ -43,6 +43,56 @@ static STATE: OnceLock<State> = OnceLock::new();
 /// Each vCPU's buffer, outside `STATE` so that the hot path reaches it with
 /// no check that `STATE` is set.
 static LANES: PerVcpu<Lane> = PerVcpu::new();
+/// Each vCPU's buffer of memory accesses (option `mem=`).
+static MEM_LANES: PerVcpu<MemLane> = PerVcpu::new();
+
+/// Memory accesses per buffer: 2 MiB.
+const MEM_BUFFER: usize = 1 << 16;
+/// In a memory callback's data, above the instruction index: record the value.
+const MEM_WITH_VALUE: u64 = 1 << 16;
+
+/// One vCPU's buffer of memory accesses.
+struct MemLane {
+    buf: Vec<MemAccess>,
+    vcpu: u32,
+    /// Sequence number of `buf[0]`.
+    next_seq: u64,
+    lost: u64,
+}
+
+impl VcpuSlot for MemLane {
+    const EMPTY: MemLane = MemLane {
+        buf: Vec::new(),
+        vcpu: 0,
+        next_seq: 0,
+        lost: 0,
+    };
+}
+
+impl MemLane {
+    /// Hands the buffer to the writers, as `Lane::flush`.
+    #[cold]
+    fn flush(&mut self, state: &State) {
+        let n = self.buf.len() as u64;
+        if n == 0 {
+            return;
+        }
+        let rows = std::mem::replace(&mut self.buf, Vec::with_capacity(MEM_BUFFER));
+        if std::process::id() != state.pid {
+            self.lost += n;
+        } else {
+            let batch = MemBatch {
+                vcpu: self.vcpu,
+                first_seq: self.next_seq,
+                rows,
+            };
+            if state.sink.send_mem(batch).is_err() {
+                self.lost += n;
+            }
+        }
+        self.next_seq += n;
+    }
+}
 
 /// Distinct translated blocks: a block translated again with the same
 /// address and code (after a flush, or in another thread) keeps its id.
@@ -100,6 +150,17 @@ impl Lane {
         } else {
             lane_slow(self, vcpu, id);
         }
+    }
+
+    /// `seq` of the block executing now (the last one appended).
+    #[inline(always)]
+    fn current_seq(&self) -> u64 {
+        let start = self
+            .buf
+            .as_ref()
+            .map_or(self.cursor, |b| b.as_ptr().cast_mut());
+        let filled = (self.cursor as usize - start as usize) / std::mem::size_of::<u32>();
+        (self.next_seq + filled as u64).saturating_sub(1)
     }
 
     /// Makes `buf` the buffer to fill.
@@ -282,6 +343,18 @@ impl Plugin for Recorder {
         };
         tb.count_inline(&table.counters[id as usize]);
         drop(table);
+        if state.opts.mem != MemMode::Off {
+            let value = if state.opts.mem == MemMode::Values {
+                MEM_WITH_VALUE
+            } else {
+                0
+            };
+            let loads = state.opts.mem_rw != MemRw::Stores;
+            let stores = state.opts.mem_rw != MemRw::Loads;
+            for (i, insn) in insns.iter().enumerate() {
+                insn.on_mem::<Recorder>(loads, stores, value | i as u64);
+            }
+        }
         tb.on_exec::<Recorder>(id as u64);
     }
 
@@ -294,8 +367,50 @@ impl Plugin for Recorder {
         }
     }
 
+    #[inline(always)]
+    fn on_mem(vcpu: u32, info: MemInfo, vaddr: u64, data: u64) {
+        // Hot like `on_exec`: nothing here can panic.
+        let (Some(lane), Some(blocks)) = (MEM_LANES.get(vcpu), LANES.get(vcpu)) else {
+            no_lane();
+            return;
+        };
+        let mut flags = 0;
+        if info.is_store() {
+            flags |= MemAccess::STORE;
+        }
+        if info.is_sign_extended() {
+            flags |= MemAccess::SIGN_EXTENDED;
+        }
+        if info.is_big_endian() {
+            flags |= MemAccess::BIG_ENDIAN;
+        }
+        let (value, value_hi) = if data & MEM_WITH_VALUE != 0 {
+            flags |= MemAccess::HAS_VALUE;
+            info.value()
+        } else {
+            (0, 0)
+        };
+        let access = MemAccess {
+            block_seq: blocks.current_seq(),
+            addr: vaddr,
+            value,
+            value_hi,
+            insn: data as u16,
+            size: info.size(),
+            flags,
+        };
+        if lane.buf.len() < lane.buf.capacity() {
+            lane.buf.push(access);
+        } else {
+            mem_slow(lane, vcpu, access);
+        }
+    }
+
     fn on_vcpu_exit(vcpu: u32) {
         let Some(state) = STATE.get() else { return };
+        if let Some(lane) = MEM_LANES.get(vcpu) {
+            lane.flush(state);
+        }
         if let Some(lane) = LANES.get(vcpu) {
             lane.flush(state);
         }
@@ -341,6 +456,22 @@ fn lane_slow(lane: &mut Lane, vcpu: u32, id: u32) {
     }
 }
 
+/// A vCPU's first memory access, or its buffer is full.
+#[cold]
+#[inline(never)]
+fn mem_slow(lane: &mut MemLane, vcpu: u32, access: MemAccess) {
+    ffi::guard("memory access", || {
+        let Some(state) = STATE.get() else { return };
+        if lane.buf.capacity() == 0 {
+            lane.vcpu = vcpu;
+            lane.buf.reserve_exact(MEM_BUFFER);
+        } else {
+            lane.flush(state);
+        }
+        lane.buf.push(access);
+    })
+}
+
 /// A vCPU beyond `ffi::MAX_VCPUS`.
 #[cold]
 #[inline(never)]
@@ -357,6 +488,10 @@ fn finish(state: &State) -> Result<(), String> {
         if lane.buf.is_none() {
             return;
         }
+        lane.flush(state);
+        lanes.push((vcpu, lane.next_seq, lane.lost));
+    });
+    MEM_LANES.for_each_at_exit(|vcpu, lane| {
         lane.flush(state);
         lanes.push((vcpu, lane.next_seq, lane.lost));
     });
@@ -409,13 +544,15 @@ fn finish(state: &State) -> Result<(), String> {
     }
 
     let mut lost_total = state.lost_no_lane.load(Ordering::Relaxed);
-    for (vcpu, _events, lost) in &lanes {
-        lost_total += lost + report.lost.get(vcpu).copied().unwrap_or(0);
-    }
+    lost_total += lanes.iter().map(|(_, _, lost)| lost).sum::<u64>();
+    lost_total += report.lost.values().sum::<u64>();
     for t in totals.iter_mut() {
-        if let Some(&(rows, parts)) = report.written.get(&t.vcpu) {
+        if let Some(&(rows, parts)) = report.written.get(&(Table::Blocks, t.vcpu)) {
             t.block_events = rows;
             t.parts = parts;
+        }
+        if let Some(&(rows, _)) = report.written.get(&(Table::Mem, t.vcpu)) {
+            t.mem_accesses = rows;
         }
     }
     totals.retain(|t| t.blocks > 0 || t.block_events > 0);

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use qtrace_format::schema::Table;
+use qtrace_format::schema::{mem_batch, MemAccess, Table};
 use qtrace_format::writer::{PartLimits, PartWriter};
 
 /// A buffer of block ids executed by one vCPU, starting at event `first_seq`.
@@ -25,19 +25,27 @@ pub struct BlockBatch {
     pub ids: Vec<u32>,
 }
 
+/// Memory accesses of one vCPU, starting at access `first_seq`.
+pub struct MemBatch {
+    pub vcpu: u32,
+    pub first_seq: u64,
+    pub rows: Vec<MemAccess>,
+}
+
 enum Msg {
     Blocks(BlockBatch),
+    Mem(MemBatch),
     /// Seal everything and stop.
     Finish,
 }
 
-/// What the writers did, per vCPU.
+/// What the writers did, per table and vCPU.
 #[derive(Debug, Default)]
 pub struct SinkReport {
-    /// vCPU -> (rows written, parts sealed).
-    pub written: BTreeMap<u32, (u64, u32)>,
-    /// vCPU -> block events that could not be written.
-    pub lost: BTreeMap<u32, u64>,
+    /// (table, vCPU) -> (rows written, parts sealed).
+    pub written: BTreeMap<(Table, u32), (u64, u32)>,
+    /// (table, vCPU) -> rows that could not be written.
+    pub lost: BTreeMap<(Table, u32), u64>,
     pub errors: Vec<String>,
 }
 
@@ -107,6 +115,7 @@ impl Sink {
                     loop {
                         match rx.recv_timeout(Duration::from_millis(100)) {
                             Ok(Msg::Blocks(batch)) => pool.give(w.write(batch)),
+                            Ok(Msg::Mem(batch)) => w.write_mem(batch),
                             Ok(Msg::Finish) | Err(RecvTimeoutError::Disconnected) => break,
                             Err(RecvTimeoutError::Timeout) => w.seal_old(),
                         }
@@ -134,7 +143,16 @@ impl Sink {
         let tx = &self.senders[batch.vcpu as usize % self.senders.len()];
         tx.send(Msg::Blocks(batch)).map_err(|e| match e.0 {
             Msg::Blocks(b) => b,
-            Msg::Finish => unreachable!("only blocks are sent here"),
+            _ => unreachable!("only blocks are sent here"),
+        })
+    }
+
+    /// Hands a full buffer of memory accesses to its writer, as [`Sink::send`].
+    pub fn send_mem(&self, batch: MemBatch) -> Result<(), MemBatch> {
+        let tx = &self.senders[batch.vcpu as usize % self.senders.len()];
+        tx.send(Msg::Mem(batch)).map_err(|e| match e.0 {
+            Msg::Mem(b) => b,
+            _ => unreachable!("only accesses are sent here"),
         })
     }
 
@@ -163,7 +181,7 @@ impl Sink {
 /// One writer thread's state.
 struct Writer {
     cfg: SinkConfig,
-    parts: BTreeMap<u32, PartWriter>,
+    parts: BTreeMap<(Table, u32), PartWriter>,
     report: SinkReport,
     failed: bool,
 }
@@ -178,28 +196,43 @@ impl Writer {
         }
     }
 
-    /// Writes a batch and gives back its buffer.
-    fn write(&mut self, batch: BlockBatch) -> Vec<u32> {
-        let n = batch.ids.len() as u64;
+    /// The part writer of `table`'s partition `vcpu`, unless writing failed.
+    fn part(&mut self, table: Table, vcpu: u32, rows: usize) -> Option<&mut PartWriter> {
         if self.failed {
-            *self.report.lost.entry(batch.vcpu).or_default() += n;
-            return batch.ids;
+            *self.report.lost.entry((table, vcpu)).or_default() += rows as u64;
+            return None;
         }
         let cfg = &self.cfg;
-        let part = self.parts.entry(batch.vcpu).or_insert_with(|| {
-            PartWriter::new(
-                &cfg.root,
-                Table::Blocks,
-                Some(batch.vcpu),
-                cfg.zstd,
-                cfg.limits,
-            )
-        });
-        if let Err(e) = part.write_blocks(batch.first_seq, &batch.ids) {
-            *self.report.lost.entry(batch.vcpu).or_default() += n;
+        Some(
+            self.parts.entry((table, vcpu)).or_insert_with(|| {
+                PartWriter::new(&cfg.root, table, Some(vcpu), cfg.zstd, cfg.limits)
+            }),
+        )
+    }
+
+    fn result(&mut self, table: Table, vcpu: u32, rows: usize, r: qtrace_format::Result<()>) {
+        if let Err(e) = r {
+            *self.report.lost.entry((table, vcpu)).or_default() += rows as u64;
             self.fail(e.to_string());
         }
+    }
+
+    /// Writes a batch and gives back its buffer.
+    fn write(&mut self, batch: BlockBatch) -> Vec<u32> {
+        let n = batch.ids.len();
+        if let Some(part) = self.part(Table::Blocks, batch.vcpu, n) {
+            let r = part.write_blocks(batch.first_seq, &batch.ids);
+            self.result(Table::Blocks, batch.vcpu, n, r);
+        }
         batch.ids
+    }
+
+    fn write_mem(&mut self, batch: MemBatch) {
+        let n = batch.rows.len();
+        if let Some(part) = self.part(Table::Mem, batch.vcpu, n) {
+            let r = part.write(&mem_batch(batch.first_seq, &batch.rows));
+            self.result(Table::Mem, batch.vcpu, n, r);
+        }
     }
 
     fn seal_old(&mut self) {
@@ -227,13 +260,13 @@ impl Writer {
     }
 
     fn finish(mut self) -> SinkReport {
-        for (&vcpu, part) in self.parts.iter_mut() {
+        for (&key, part) in self.parts.iter_mut() {
             if let Err(e) = part.seal() {
                 self.report.errors.push(e.to_string());
             }
             self.report
                 .written
-                .insert(vcpu, (part.sealed_rows(), part.sealed_parts()));
+                .insert(key, (part.sealed_rows(), part.sealed_parts()));
         }
         self.report
     }
@@ -290,7 +323,7 @@ mod tests {
         let report = sink.finish();
         assert!(report.errors.is_empty(), "{:?}", report.errors);
         for vcpu in 0..3 {
-            assert_eq!(report.written[&vcpu], (5000, 3));
+            assert_eq!(report.written[&(Table::Blocks, vcpu)], (5000, 3));
         }
         std::fs::create_dir_all(&root).unwrap();
         qtrace_format::Manifest::new().write(&root).unwrap();
