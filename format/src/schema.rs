@@ -98,7 +98,8 @@ impl Table {
             Table::Mem => {
                 // Sequence numbers rise, by one (`seq`) or by small steps
                 // (`block_seq`): delta encoding. Addresses and values vary
-                // too much for a dictionary to pay.
+                // too much for a dictionary to pay; without one, the v2
+                // writer delta-encodes them too.
                 for c in [col::SEQ, col::BLOCK_SEQ] {
                     b = b
                         .set_column_dictionary_enabled(ColumnPath::from(c), false)
