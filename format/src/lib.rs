@@ -25,7 +25,7 @@ pub mod writer;
 pub use layout::PartPath;
 pub use manifest::{Manifest, VcpuTotals};
 pub use reader::{scan, Trace};
-pub use schema::{BlockCount, BlockInfo, InsnInfo, Table};
+pub use schema::{BlockCount, BlockInfo, InsnInfo, Syscall, Table};
 
 /// What went wrong, and with which file.
 ///

@@ -59,6 +59,8 @@ pub struct VcpuTotals {
     pub parts: u32,
     /// Rows written to `mem` (memory accesses), when recorded.
     pub mem_accesses: u64,
+    /// Rows written to `syscalls` (system calls), when recorded.
+    pub syscalls: u64,
 }
 
 impl Manifest {

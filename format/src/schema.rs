@@ -8,6 +8,7 @@
 //! | `block_dict`   | -              | distinct translated block                     |
 //! | `block_counts` | -              | (vCPU, block) pair that executed at least once |
 //! | `mem`          | `vcpu=N`       | memory access, in execution order (option `mem=`) |
+//! | `syscalls`     | `vcpu=N`       | system call, in the order they were made (option `syscalls=`) |
 
 use std::sync::{Arc, OnceLock};
 
@@ -35,14 +36,17 @@ pub enum Table {
     BlockCounts,
     /// Memory accesses per vCPU, in execution order, with their values.
     Mem,
+    /// System calls per vCPU, in order, with arguments and return value.
+    Syscalls,
 }
 
 impl Table {
-    pub const ALL: [Table; 4] = [
+    pub const ALL: [Table; 5] = [
         Table::Blocks,
         Table::BlockDict,
         Table::BlockCounts,
         Table::Mem,
+        Table::Syscalls,
     ];
 
     /// The table's directory name under the trace root.
@@ -52,12 +56,13 @@ impl Table {
             Table::BlockDict => "block_dict",
             Table::BlockCounts => "block_counts",
             Table::Mem => "mem",
+            Table::Syscalls => "syscalls",
         }
     }
 
     /// Whether the table is split into `vcpu=N` hive partitions.
     pub fn per_vcpu(self) -> bool {
-        matches!(self, Table::Blocks | Table::Mem)
+        matches!(self, Table::Blocks | Table::Mem | Table::Syscalls)
     }
 
     /// The table's Arrow schema, built once.
@@ -66,11 +71,13 @@ impl Table {
         static DICT: OnceLock<SchemaRef> = OnceLock::new();
         static COUNTS: OnceLock<SchemaRef> = OnceLock::new();
         static MEM: OnceLock<SchemaRef> = OnceLock::new();
+        static SYSCALLS: OnceLock<SchemaRef> = OnceLock::new();
         match self {
             Table::Blocks => BLOCKS.get_or_init(blocks_schema).clone(),
             Table::BlockDict => DICT.get_or_init(block_dict_schema).clone(),
             Table::BlockCounts => COUNTS.get_or_init(block_counts_schema).clone(),
             Table::Mem => MEM.get_or_init(mem_schema).clone(),
+            Table::Syscalls => SYSCALLS.get_or_init(syscalls_schema).clone(),
         }
     }
 
@@ -112,6 +119,10 @@ impl Table {
                     .set_max_row_group_row_count(Some(1 << 20))
                     .set_max_row_group_bytes(Some(64 << 20));
             }
+            Table::Syscalls => {
+                // Few rows: the writer's defaults (dictionaries) suit them.
+                b = b.set_max_row_group_row_count(Some(64 * 1024));
+            }
         }
         b.build()
     }
@@ -139,6 +150,14 @@ pub mod col {
     pub const VALUE_HI: &str = "value_hi";
     pub const SIGN_EXTENDED: &str = "sign_extended";
     pub const BIG_ENDIAN: &str = "big_endian";
+    pub const NUM: &str = "num";
+    pub const NAME: &str = "name";
+    /// `arg0` .. `arg7`, in order.
+    pub const ARGS: [&str; 8] = [
+        "arg0", "arg1", "arg2", "arg3", "arg4", "arg5", "arg6", "arg7",
+    ];
+    pub const RET: &str = "ret";
+    pub const ERRNO: &str = "errno";
 }
 
 fn blocks_schema() -> SchemaRef {
@@ -194,6 +213,75 @@ fn mem_schema() -> SchemaRef {
         Field::new(col::SIGN_EXTENDED, DataType::Boolean, false),
         Field::new(col::BIG_ENDIAN, DataType::Boolean, false),
     ]))
+}
+
+fn syscalls_schema() -> SchemaRef {
+    let mut fields = vec![
+        Field::new(col::SEQ, DataType::UInt64, false),
+        Field::new(col::BLOCK_SEQ, DataType::UInt64, false),
+        Field::new(col::NUM, DataType::Int64, false),
+        Field::new(col::NAME, DataType::Utf8, true),
+    ];
+    fields.extend(
+        col::ARGS
+            .iter()
+            .map(|a| Field::new(*a, DataType::UInt64, false)),
+    );
+    fields.push(Field::new(col::RET, DataType::Int64, true));
+    fields.push(Field::new(col::ERRNO, DataType::Int32, true));
+    Arc::new(Schema::new(fields))
+}
+
+/// One system call, as the recorder buffers it (a row of `syscalls`
+/// without its `seq`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Syscall {
+    /// `seq` of the block execution (in `blocks`) that made the call.
+    pub block_seq: u64,
+    /// The syscall number, as the guest passed it.
+    pub num: i64,
+    /// Its name for the guest architecture, where known.
+    pub name: Option<&'static str>,
+    pub args: [u64; 8],
+    /// The value returned; `None` if the call never returned (`exit`,
+    /// `exit_group`, or the thread or process ended inside it).
+    pub ret: Option<i64>,
+}
+
+impl Syscall {
+    /// The error number the call returned: `-ret` when `ret` is in
+    /// -4095..=-1 (Linux's error range), else none.
+    pub fn errno(&self) -> Option<i32> {
+        self.ret
+            .filter(|r| (-4095..=-1).contains(r))
+            .map(|r| (-r) as i32)
+    }
+}
+
+/// A batch of `syscalls`: `rows[i]` is call `first_seq + i`.
+pub fn syscalls_batch(first_seq: u64, rows: &[Syscall]) -> RecordBatch {
+    use arrow_array::{Int32Array, Int64Array};
+    let mut columns: Vec<ArrayRef> = vec![
+        Arc::new(UInt64Array::from_iter_values(
+            first_seq..first_seq + rows.len() as u64,
+        )),
+        Arc::new(UInt64Array::from_iter_values(
+            rows.iter().map(|r| r.block_seq),
+        )),
+        Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.num))),
+        Arc::new(StringArray::from_iter(rows.iter().map(|r| r.name))),
+    ];
+    for i in 0..col::ARGS.len() {
+        columns.push(Arc::new(UInt64Array::from_iter_values(
+            rows.iter().map(|r| r.args[i]),
+        )));
+    }
+    columns.push(Arc::new(Int64Array::from_iter(rows.iter().map(|r| r.ret))));
+    columns.push(Arc::new(Int32Array::from_iter(
+        rows.iter().map(Syscall::errno),
+    )));
+    RecordBatch::try_new(Table::Syscalls.schema(), columns)
+        .expect("syscalls batch matches its schema")
 }
 
 /// One memory access, as the recorder buffers it (a row of `mem` without
@@ -504,6 +592,49 @@ mod tests {
         }
         let batch = b.finish();
         assert_eq!(block_dict_rows(&batch).unwrap(), blocks);
+    }
+
+    #[test]
+    fn syscalls_batch_nulls_and_errno() {
+        use arrow_array::{Int32Array, Int64Array};
+        let rows = [
+            Syscall {
+                block_seq: 5,
+                num: 1,
+                name: Some("write"),
+                args: [1, 2, 3, 4, 5, 6, 7, 8],
+                ret: Some(12),
+            },
+            Syscall {
+                num: 2,
+                ret: Some(-2),
+                ..Default::default()
+            },
+            Syscall {
+                num: 999,
+                ret: Some(-4096),
+                ..Default::default()
+            },
+            Syscall {
+                num: 231,
+                name: Some("exit_group"),
+                ..Default::default()
+            },
+        ];
+        let batch = syscalls_batch(7, &rows);
+        let seq: &UInt64Array = column(&batch, col::SEQ).unwrap();
+        assert_eq!(seq.values().to_vec(), vec![7, 8, 9, 10]);
+        let name: &StringArray = column(&batch, col::NAME).unwrap();
+        assert_eq!(name.value(0), "write");
+        assert!(name.is_null(1));
+        let arg7: &UInt64Array = column(&batch, col::ARGS[7]).unwrap();
+        assert_eq!(arg7.value(0), 8);
+        let ret: &Int64Array = column(&batch, col::RET).unwrap();
+        assert_eq!(ret.value(0), 12);
+        assert!(ret.is_null(3));
+        let errno: &Int32Array = column(&batch, col::ERRNO).unwrap();
+        let errno: Vec<Option<i32>> = errno.iter().collect();
+        assert_eq!(errno, vec![None, Some(2), None, None]);
     }
 
     #[test]

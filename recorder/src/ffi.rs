@@ -57,6 +57,11 @@ pub trait Plugin: 'static {
     /// An instruction instrumented with [`Insn::on_mem`] accessed memory
     /// at `vaddr`. Hot, and unguarded like [`Plugin::on_exec`].
     fn on_mem(vcpu: u32, info: MemInfo, vaddr: u64, data: u64);
+    /// `vcpu` is about to make system call `num` with arguments `args`.
+    /// Not hot: runs under [`guard`].
+    fn on_syscall(vcpu: u32, num: i64, args: [u64; 8]);
+    /// System call `num` of `vcpu` returned `ret`. Not hot: runs under [`guard`].
+    fn on_syscall_ret(vcpu: u32, num: i64, ret: i64);
     /// A vCPU (in linux-user: a guest thread) is going away.
     fn on_vcpu_exit(vcpu: u32);
     /// The guest is exiting.
@@ -128,11 +133,16 @@ unsafe fn c_string(p: *const c_char) -> Option<String> {
     (!p.is_null()).then(|| unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned())
 }
 
-/// Registers the translation, vCPU-exit and exit callbacks of `P`.
-pub fn register<P: Plugin>(id: PluginId) {
+/// Registers the translation, vCPU-exit and exit callbacks of `P`, and with
+/// `syscalls` its system call callbacks.
+pub fn register<P: Plugin>(id: PluginId, syscalls: bool) {
     // SAFETY: the trampolines match the callback types QEMU expects and live
     // as long as the plugin.
     unsafe {
+        if syscalls {
+            sys::qemu_plugin_register_vcpu_syscall_cb(id, Some(syscall_trampoline::<P>));
+            sys::qemu_plugin_register_vcpu_syscall_ret_cb(id, Some(syscall_ret_trampoline::<P>));
+        }
         sys::qemu_plugin_register_vcpu_tb_trans_cb(id, Some(translate_trampoline::<P>));
         sys::qemu_plugin_register_vcpu_exit_cb(id, Some(vcpu_exit_trampoline::<P>));
         sys::qemu_plugin_register_atexit_cb(id, Some(exit_trampoline::<P>), std::ptr::null_mut());
@@ -189,6 +199,29 @@ extern "C" fn mem_trampoline<P: Plugin>(
 ) {
     // Unguarded on purpose: see `Plugin::on_mem`.
     P::on_mem(vcpu, MemInfo(info), vaddr, data as u64)
+}
+
+#[allow(clippy::too_many_arguments)]
+extern "C" fn syscall_trampoline<P: Plugin>(
+    _id: PluginId,
+    vcpu: c_uint,
+    num: i64,
+    a1: u64,
+    a2: u64,
+    a3: u64,
+    a4: u64,
+    a5: u64,
+    a6: u64,
+    a7: u64,
+    a8: u64,
+) {
+    guard("system call", || {
+        P::on_syscall(vcpu, num, [a1, a2, a3, a4, a5, a6, a7, a8])
+    })
+}
+
+extern "C" fn syscall_ret_trampoline<P: Plugin>(_id: PluginId, vcpu: c_uint, num: i64, ret: i64) {
+    guard("system call return", || P::on_syscall_ret(vcpu, num, ret))
 }
 
 extern "C" fn vcpu_exit_trampoline<P: Plugin>(_id: PluginId, vcpu: c_uint) {

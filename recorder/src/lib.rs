@@ -4,7 +4,8 @@
 //! - [`ffi`]: the only place that touches QEMU's API (bindings, trampolines);
 //! - `options`: the plugin's options, checked at install;
 //! - `recorder`: what each callback does (the hot path is `on_exec`);
-//! - `sink`: background writer threads that turn buffers into Parquet parts.
+//! - `sink`: background writer threads that turn buffers into Parquet parts;
+//! - `syscall_names`: syscall numbers to names per guest architecture (generated).
 //!
 //! No panic may reach QEMU: every callback runs under `catch_unwind`.
 
@@ -13,3 +14,4 @@ pub mod ffi;
 mod options;
 mod recorder;
 mod sink;
+mod syscall_names;

@@ -17,7 +17,8 @@ options: out=DIR (required: the trace directory, created; must not exist or be e
          part_rows=N (seal a part file after N rows, default 67108864)
          disas=on|off (record disassembly and symbols of blocks, default on)
          mem=off|addr|values (record memory accesses: not, addresses only, or with values; default off)
-         mem_rw=r|w|rw (which accesses: loads, stores or both; default rw)";
+         mem_rw=r|w|rw (which accesses: loads, stores or both; default rw)
+         syscalls=on|off (record system calls, default on)";
 
 /// What of each memory access is recorded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,6 +48,7 @@ pub struct Options {
     pub disas: bool,
     pub mem: MemMode,
     pub mem_rw: MemRw,
+    pub syscalls: bool,
     /// The options exactly as given, for the manifest.
     pub given: BTreeMap<String, String>,
 }
@@ -66,6 +68,7 @@ impl Options {
             disas: true,
             mem: MemMode::Off,
             mem_rw: MemRw::Both,
+            syscalls: true,
             given: BTreeMap::new(),
         };
         for arg in args {
@@ -95,6 +98,7 @@ impl Options {
                     o.part_age = Duration::from_secs_f64(secs);
                 }
                 "disas" => o.disas = boolean(key, value)?,
+                "syscalls" => o.syscalls = boolean(key, value)?,
                 "mem" => {
                     o.mem = match value {
                         "off" => MemMode::Off,
@@ -148,6 +152,8 @@ mod tests {
         let o = Options::parse(&["out=/tmp/t.parquet", "zstd=9", "disas=off"]).unwrap();
         assert_eq!(o.out, PathBuf::from("/tmp/t.parquet"));
         assert_eq!((o.zstd, o.writers, o.disas), (9, 1, false));
+        assert!(o.syscalls);
+        assert!(!Options::parse(&["out=x", "syscalls=off"]).unwrap().syscalls);
         assert_eq!(o.given.len(), 3);
     }
 
@@ -163,6 +169,7 @@ mod tests {
             (vec!["out=x", "part_secs=0"], "part_secs=0"),
             (vec!["out=x", "mem=all"], "mem=all"),
             (vec!["out=x", "mem_rw=x"], "mem_rw=x"),
+            (vec!["out=x", "syscalls=maybe"], "syscalls=maybe"),
         ] {
             let err = Options::parse(&args).unwrap_err();
             assert!(err.contains(needle), "{args:?}: {err}");

@@ -1,7 +1,8 @@
 //! What the recorder does at each callback: gives each distinct translated
 //! block an id, appends executed ids to the vCPU's own buffer, hands full
 //! buffers to the writers, and at exit writes the block dictionary, the
-//! counts and the manifest.
+//! counts and the manifest. Memory accesses and system calls, when recorded,
+//! go to buffers of their own per vCPU in the same way.
 //!
 //! The execution callback is the hot path: it must take no lock, touch no
 //! state shared between vCPUs and allocate nothing but a new buffer when one
@@ -14,7 +15,7 @@ use std::sync::{Mutex, OnceLock};
 
 use qtrace_format::manifest::now_rfc3339;
 use qtrace_format::schema::{
-    block_counts_batch, BlockCount, BlockDictBuilder, BlockInfo, InsnInfo, MemAccess,
+    block_counts_batch, BlockCount, BlockDictBuilder, BlockInfo, InsnInfo, MemAccess, Syscall,
 };
 use qtrace_format::writer::{write_table, PartLimits};
 use qtrace_format::{Manifest, Table, VcpuTotals};
@@ -22,7 +23,8 @@ use qtrace_format::{Manifest, Table, VcpuTotals};
 use crate::disas::Disassembler;
 use crate::ffi::{self, Counter, Info, MemInfo, PerVcpu, Plugin, PluginId, Tb, VcpuSlot};
 use crate::options::{MemMode, MemRw, Options};
-use crate::sink::{usable_out_dir, BlockBatch, MemBatch, Sink, SinkConfig};
+use crate::sink::{usable_out_dir, BlockBatch, MemBatch, Sink, SinkConfig, SyscallBatch};
+use crate::syscall_names;
 
 pub struct Recorder;
 
@@ -37,6 +39,8 @@ struct State {
     sink: Sink,
     /// Events of vCPUs beyond `ffi::MAX_VCPUS`, which have no lane.
     lost_no_lane: AtomicU64,
+    /// Syscall names of the guest architecture (empty if not known).
+    syscall_names: syscall_names::Table,
 }
 
 static STATE: OnceLock<State> = OnceLock::new();
@@ -45,6 +49,70 @@ static STATE: OnceLock<State> = OnceLock::new();
 static LANES: PerVcpu<Lane> = PerVcpu::new();
 /// Each vCPU's buffer of memory accesses (option `mem=`).
 static MEM_LANES: PerVcpu<MemLane> = PerVcpu::new();
+
+/// Each vCPU's system calls (option `syscalls=`), boxed at its first call:
+/// calls are rare, and an empty slot is then one null pointer.
+static SYSCALL_LANES: PerVcpu<Option<Box<SyscallLane>>> = PerVcpu::new();
+
+/// System calls per buffer.
+const SYSCALL_BUFFER: usize = 4096;
+
+/// One vCPU's system calls: the call in progress, and those done.
+struct SyscallLane {
+    /// The call made and not yet returned (one at a time per vCPU).
+    pending: Option<Syscall>,
+    buf: Vec<Syscall>,
+    vcpu: u32,
+    /// Sequence number of `buf[0]`.
+    next_seq: u64,
+    lost: u64,
+}
+
+impl VcpuSlot for Option<Box<SyscallLane>> {
+    const EMPTY: Self = None;
+}
+
+impl SyscallLane {
+    /// Appends a finished (or abandoned) call, flushing a full buffer.
+    fn push(&mut self, state: &State, call: Syscall) {
+        if self.buf.capacity() == 0 {
+            self.buf.reserve_exact(SYSCALL_BUFFER);
+        }
+        self.buf.push(call);
+        if self.buf.len() >= SYSCALL_BUFFER {
+            self.flush(state);
+        }
+    }
+
+    /// Writes the pending call as one that never returned.
+    fn abandon_pending(&mut self, state: &State) {
+        if let Some(call) = self.pending.take() {
+            self.push(state, call);
+        }
+    }
+
+    /// Hands the buffer to the writers, as `MemLane::flush`.
+    fn flush(&mut self, state: &State) {
+        let n = self.buf.len() as u64;
+        if n == 0 {
+            return;
+        }
+        let rows = std::mem::take(&mut self.buf);
+        if std::process::id() != state.pid {
+            self.lost += n;
+        } else {
+            let batch = SyscallBatch {
+                vcpu: self.vcpu,
+                first_seq: self.next_seq,
+                rows,
+            };
+            if state.sink.send_syscalls(batch).is_err() {
+                self.lost += n;
+            }
+        }
+        self.next_seq += n;
+    }
+}
 
 /// Memory accesses per buffer: 2 MiB.
 const MEM_BUFFER: usize = 1 << 16;
@@ -273,6 +341,7 @@ impl Plugin for Recorder {
         })
         .map_err(|e| format!("cannot start the writer threads: {e}"))?;
 
+        let syscalls = opts.syscalls;
         let state = State {
             opts,
             root,
@@ -286,11 +355,12 @@ impl Plugin for Recorder {
             }),
             sink,
             lost_no_lane: AtomicU64::new(0),
+            syscall_names: syscall_names::for_target(&info.target),
         };
         STATE
             .set(state)
             .map_err(|_| "the recorder is loaded twice".to_string())?;
-        ffi::register::<Recorder>(id);
+        ffi::register::<Recorder>(id, syscalls);
         Ok(())
     }
 
@@ -406,8 +476,54 @@ impl Plugin for Recorder {
         }
     }
 
+    fn on_syscall(vcpu: u32, num: i64, args: [u64; 8]) {
+        let Some(state) = STATE.get() else { return };
+        let Some(slot) = SYSCALL_LANES.get(vcpu) else {
+            no_lane();
+            return;
+        };
+        let lane = slot.get_or_insert_with(|| {
+            Box::new(SyscallLane {
+                pending: None,
+                buf: Vec::new(),
+                vcpu,
+                next_seq: 0,
+                lost: 0,
+            })
+        });
+        // A call still pending never returned (it should not happen: only
+        // calls that end the thread do not return).
+        lane.abandon_pending(state);
+        lane.pending = Some(Syscall {
+            block_seq: LANES.get(vcpu).map_or(0, |l| l.current_seq()),
+            num,
+            name: syscall_names::name(state.syscall_names, num),
+            args,
+            ret: None,
+        });
+    }
+
+    fn on_syscall_ret(vcpu: u32, num: i64, ret: i64) {
+        let Some(state) = STATE.get() else { return };
+        let Some(Some(lane)) = SYSCALL_LANES.get(vcpu) else {
+            return;
+        };
+        match lane.pending.take() {
+            Some(mut call) if call.num == num => {
+                call.ret = Some(ret);
+                lane.push(state, call);
+            }
+            // A return with no matching call: keep what was seen of the call.
+            other => lane.pending = other,
+        }
+    }
+
     fn on_vcpu_exit(vcpu: u32) {
         let Some(state) = STATE.get() else { return };
+        if let Some(Some(lane)) = SYSCALL_LANES.get(vcpu) {
+            lane.abandon_pending(state);
+            lane.flush(state);
+        }
         if let Some(lane) = MEM_LANES.get(vcpu) {
             lane.flush(state);
         }
@@ -495,6 +611,12 @@ fn finish(state: &State) -> Result<(), String> {
         lane.flush(state);
         lanes.push((vcpu, lane.next_seq, lane.lost));
     });
+    SYSCALL_LANES.for_each_at_exit(|vcpu, slot| {
+        let Some(lane) = slot else { return };
+        lane.abandon_pending(state);
+        lane.flush(state);
+        lanes.push((vcpu, lane.next_seq, lane.lost));
+    });
     let report = state.sink.finish();
 
     let table = lock(&state.blocks);
@@ -553,6 +675,9 @@ fn finish(state: &State) -> Result<(), String> {
         }
         if let Some(&(rows, _)) = report.written.get(&(Table::Mem, t.vcpu)) {
             t.mem_accesses = rows;
+        }
+        if let Some(&(rows, _)) = report.written.get(&(Table::Syscalls, t.vcpu)) {
+            t.syscalls = rows;
         }
     }
     totals.retain(|t| t.blocks > 0 || t.block_events > 0);

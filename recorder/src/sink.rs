@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use qtrace_format::schema::{mem_batch, MemAccess, Table};
+use qtrace_format::schema::{mem_batch, syscalls_batch, MemAccess, Syscall, Table};
 use qtrace_format::writer::{PartLimits, PartWriter};
 
 /// A buffer of block ids executed by one vCPU, starting at event `first_seq`.
@@ -32,9 +32,17 @@ pub struct MemBatch {
     pub rows: Vec<MemAccess>,
 }
 
+/// System calls of one vCPU, starting at call `first_seq`.
+pub struct SyscallBatch {
+    pub vcpu: u32,
+    pub first_seq: u64,
+    pub rows: Vec<Syscall>,
+}
+
 enum Msg {
     Blocks(BlockBatch),
     Mem(MemBatch),
+    Syscalls(SyscallBatch),
     /// Seal everything and stop.
     Finish,
 }
@@ -116,6 +124,7 @@ impl Sink {
                         match rx.recv_timeout(Duration::from_millis(100)) {
                             Ok(Msg::Blocks(batch)) => pool.give(w.write(batch)),
                             Ok(Msg::Mem(batch)) => w.write_mem(batch),
+                            Ok(Msg::Syscalls(batch)) => w.write_syscalls(batch),
                             Ok(Msg::Finish) | Err(RecvTimeoutError::Disconnected) => break,
                             Err(RecvTimeoutError::Timeout) => w.seal_old(),
                         }
@@ -153,6 +162,15 @@ impl Sink {
         tx.send(Msg::Mem(batch)).map_err(|e| match e.0 {
             Msg::Mem(b) => b,
             _ => unreachable!("only accesses are sent here"),
+        })
+    }
+
+    /// Hands a buffer of system calls to its writer, as [`Sink::send`].
+    pub fn send_syscalls(&self, batch: SyscallBatch) -> Result<(), SyscallBatch> {
+        let tx = &self.senders[batch.vcpu as usize % self.senders.len()];
+        tx.send(Msg::Syscalls(batch)).map_err(|e| match e.0 {
+            Msg::Syscalls(b) => b,
+            _ => unreachable!("only system calls are sent here"),
         })
     }
 
@@ -232,6 +250,14 @@ impl Writer {
         if let Some(part) = self.part(Table::Mem, batch.vcpu, n) {
             let r = part.write(&mem_batch(batch.first_seq, &batch.rows));
             self.result(Table::Mem, batch.vcpu, n, r);
+        }
+    }
+
+    fn write_syscalls(&mut self, batch: SyscallBatch) {
+        let n = batch.rows.len();
+        if let Some(part) = self.part(Table::Syscalls, batch.vcpu, n) {
+            let r = part.write(&syscalls_batch(batch.first_seq, &batch.rows));
+            self.result(Table::Syscalls, batch.vcpu, n, r);
         }
     }
 

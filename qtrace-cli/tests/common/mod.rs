@@ -204,6 +204,7 @@ fn write_trace(root: &Path, spec: Spec) {
             block_events: ids.len() as u64,
             parts: w.sealed_parts(),
             mem_accesses: 0,
+            syscalls: 0,
         });
         for b in BLOCKS.iter().filter(|b| b.execs[vcpu as usize] > 0) {
             counts.push(BlockCount {
