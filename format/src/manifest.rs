@@ -42,6 +42,23 @@ pub struct Manifest {
     /// Distinct translated blocks (rows of `block_dict`).
     pub distinct_blocks: u64,
     pub vcpus: Vec<VcpuTotals>,
+    /// Every guest thread, in order of vCPU and start: in linux-user each
+    /// thread runs on a vCPU index of its own, which a later thread may reuse.
+    pub threads: Vec<ThreadTotals>,
+}
+
+/// One guest thread's run on its vCPU.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ThreadTotals {
+    /// The guest's thread id (in linux-user, its Linux thread id; the main
+    /// thread's is the process id).
+    pub tid: u32,
+    pub vcpu: u32,
+    /// `seq` of the thread's first row in `blocks/vcpu=N`.
+    pub first_seq: u64,
+    /// Rows of `blocks/vcpu=N` the thread executed, from `first_seq` on.
+    pub block_events: u64,
 }
 
 /// Totals of one vCPU.

@@ -131,6 +131,8 @@ impl Table {
 /// Column names. Use these, never a literal.
 pub mod col {
     pub const SEQ: &str = "seq";
+    /// The guest thread (in linux-user, its Linux thread id).
+    pub const TID: &str = "tid";
     pub const BLOCK_ID: &str = "block_id";
     pub const PC: &str = "pc";
     pub const SIZE: &str = "size";
@@ -163,6 +165,7 @@ pub mod col {
 fn blocks_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new(col::SEQ, DataType::UInt64, false),
+        Field::new(col::TID, DataType::UInt32, false),
         Field::new(col::BLOCK_ID, DataType::UInt32, false),
     ]))
 }
@@ -203,6 +206,7 @@ fn block_counts_schema() -> SchemaRef {
 fn mem_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new(col::SEQ, DataType::UInt64, false),
+        Field::new(col::TID, DataType::UInt32, false),
         Field::new(col::BLOCK_SEQ, DataType::UInt64, false),
         Field::new(col::INSN, DataType::UInt16, false),
         Field::new(col::ADDR, DataType::UInt64, false),
@@ -218,6 +222,7 @@ fn mem_schema() -> SchemaRef {
 fn syscalls_schema() -> SchemaRef {
     let mut fields = vec![
         Field::new(col::SEQ, DataType::UInt64, false),
+        Field::new(col::TID, DataType::UInt32, false),
         Field::new(col::BLOCK_SEQ, DataType::UInt64, false),
         Field::new(col::NUM, DataType::Int64, false),
         Field::new(col::NAME, DataType::Utf8, true),
@@ -259,12 +264,13 @@ impl Syscall {
 }
 
 /// A batch of `syscalls`: `rows[i]` is call `first_seq + i`.
-pub fn syscalls_batch(first_seq: u64, rows: &[Syscall]) -> RecordBatch {
+pub fn syscalls_batch(first_seq: u64, tid: u32, rows: &[Syscall]) -> RecordBatch {
     use arrow_array::{Int32Array, Int64Array};
     let mut columns: Vec<ArrayRef> = vec![
         Arc::new(UInt64Array::from_iter_values(
             first_seq..first_seq + rows.len() as u64,
         )),
+        tid_column(tid, rows.len()),
         Arc::new(UInt64Array::from_iter_values(
             rows.iter().map(|r| r.block_seq),
         )),
@@ -313,7 +319,7 @@ impl MemAccess {
 }
 
 /// A batch of `mem`: `rows[i]` is access `first_seq + i`.
-pub fn mem_batch(first_seq: u64, rows: &[MemAccess]) -> RecordBatch {
+pub fn mem_batch(first_seq: u64, tid: u32, rows: &[MemAccess]) -> RecordBatch {
     use arrow_array::{BooleanArray, UInt16Array, UInt8Array};
     let flag = |f: u8| BooleanArray::from_iter(rows.iter().map(|r| Some(r.flags & f != 0)));
     let has_value = |r: &MemAccess| r.flags & MemAccess::HAS_VALUE != 0;
@@ -321,6 +327,7 @@ pub fn mem_batch(first_seq: u64, rows: &[MemAccess]) -> RecordBatch {
         Arc::new(UInt64Array::from_iter_values(
             first_seq..first_seq + rows.len() as u64,
         )),
+        tid_column(tid, rows.len()),
         Arc::new(UInt64Array::from_iter_values(
             rows.iter().map(|r| r.block_seq),
         )),
@@ -341,12 +348,23 @@ pub fn mem_batch(first_seq: u64, rows: &[MemAccess]) -> RecordBatch {
     RecordBatch::try_new(Table::Mem.schema(), columns).expect("mem batch matches its schema")
 }
 
-/// A batch of `blocks`: `ids[i]` executed as event `first_seq + i`.
-pub fn blocks_batch(first_seq: u64, ids: &[u32]) -> RecordBatch {
+/// A batch of `blocks`: `ids[i]` executed as event `first_seq + i` by
+/// guest thread `tid`.
+pub fn blocks_batch(first_seq: u64, tid: u32, ids: &[u32]) -> RecordBatch {
     let seq = UInt64Array::from_iter_values(first_seq..first_seq + ids.len() as u64);
     let id = UInt32Array::from(ids.to_vec());
-    RecordBatch::try_new(Table::Blocks.schema(), vec![Arc::new(seq), Arc::new(id)])
-        .expect("blocks batch matches its schema")
+    RecordBatch::try_new(
+        Table::Blocks.schema(),
+        vec![Arc::new(seq), tid_column(tid, ids.len()), Arc::new(id)],
+    )
+    .expect("blocks batch matches its schema")
+}
+
+/// The `tid` column of a batch made by one thread.
+fn tid_column(tid: u32, rows: usize) -> ArrayRef {
+    Arc::new(UInt32Array::from_iter_values(std::iter::repeat_n(
+        tid, rows,
+    )))
 }
 
 /// One instruction of a translated block.
@@ -621,7 +639,7 @@ mod tests {
                 ..Default::default()
             },
         ];
-        let batch = syscalls_batch(7, &rows);
+        let batch = syscalls_batch(7, 99, &rows);
         let seq: &UInt64Array = column(&batch, col::SEQ).unwrap();
         assert_eq!(seq.values().to_vec(), vec![7, 8, 9, 10]);
         let name: &StringArray = column(&batch, col::NAME).unwrap();
@@ -639,7 +657,7 @@ mod tests {
 
     #[test]
     fn blocks_batch_numbers_rows_from_first_seq() {
-        let batch = blocks_batch(10, &[7, 8, 7]);
+        let batch = blocks_batch(10, 42, &[7, 8, 7]);
         let seq: &UInt64Array = column(&batch, col::SEQ).unwrap();
         assert_eq!(seq.values().to_vec(), vec![10, 11, 12]);
     }

@@ -96,12 +96,13 @@ impl PartWriter {
         Ok(())
     }
 
-    /// Appends the rows `first_seq..` of `blocks` with these ids, as one row group.
-    pub fn write_blocks(&mut self, first_seq: u64, ids: &[u32]) -> Result<()> {
+    /// Appends the rows `first_seq..` of `blocks` with these ids, executed by
+    /// guest thread `tid`, as one row group.
+    pub fn write_blocks(&mut self, first_seq: u64, tid: u32, ids: &[u32]) -> Result<()> {
         let open = self.part_with_room()?;
         match &mut open.encoder {
             Encoder::Blocks(w) => w
-                .write_row_group(first_seq, ids)
+                .write_row_group(first_seq, tid, ids)
                 .map_err(|e| Error::parquet(&open.tmp, e))?,
             Encoder::Arrow(_) => {
                 return Err(Error::schema(

@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 use qtrace_format::manifest::now_rfc3339;
+use qtrace_format::manifest::ThreadTotals;
 use qtrace_format::schema::{
     block_counts_batch, BlockCount, BlockDictBuilder, BlockInfo, InsnInfo, MemAccess, Syscall,
 };
@@ -37,6 +38,8 @@ struct State {
     manifest: Mutex<Manifest>,
     blocks: Mutex<BlockTable>,
     sink: Sink,
+    /// Every guest thread that has finished, with its totals.
+    threads: Mutex<Vec<ThreadTotals>>,
     /// Events of vCPUs beyond `ffi::MAX_VCPUS`, which have no lane.
     lost_no_lane: AtomicU64,
     /// Syscall names of the guest architecture (empty if not known).
@@ -103,6 +106,7 @@ impl SyscallLane {
         } else {
             let batch = SyscallBatch {
                 vcpu: self.vcpu,
+                tid: tid_of(self.vcpu),
                 first_seq: self.next_seq,
                 rows,
             };
@@ -151,6 +155,7 @@ impl MemLane {
         } else {
             let batch = MemBatch {
                 vcpu: self.vcpu,
+                tid: tid_of(self.vcpu),
                 first_seq: self.next_seq,
                 rows,
             };
@@ -186,8 +191,13 @@ struct Lane {
     end: *mut u32,
     buf: Option<Vec<u32>>,
     vcpu: u32,
+    /// The guest thread running on this vCPU (in linux-user, its Linux
+    /// thread id); set at its first block.
+    tid: u32,
     /// Sequence number of `buf[0]`.
     next_seq: u64,
+    /// `seq` of this thread's first block on this vCPU.
+    thread_first_seq: u64,
     lost: u64,
 }
 
@@ -200,12 +210,37 @@ impl VcpuSlot for Lane {
         end: std::ptr::null_mut(),
         buf: None,
         vcpu: 0,
+        tid: 0,
         next_seq: 0,
+        thread_first_seq: 0,
         lost: 0,
     };
 }
 
 impl Lane {
+    /// The vCPU's thread is gone (its index may go to a new thread): writes
+    /// what it recorded and forgets it, so that the next thread's first
+    /// block starts afresh, with its own `tid`.
+    fn retire(&mut self, state: &State) {
+        if self.buf.is_none() {
+            return;
+        }
+        self.flush(state);
+        lock(&state.threads).push(self.thread_totals());
+        self.buf = None;
+        self.cursor = std::ptr::null_mut();
+        self.end = std::ptr::null_mut();
+    }
+
+    fn thread_totals(&self) -> ThreadTotals {
+        ThreadTotals {
+            tid: self.tid,
+            vcpu: self.vcpu,
+            first_seq: self.thread_first_seq,
+            block_events: self.next_seq - self.thread_first_seq,
+        }
+    }
+
     /// Appends `id`: the hot path.
     #[inline(always)]
     fn push(&mut self, vcpu: u32, id: u32) {
@@ -270,6 +305,7 @@ impl Lane {
         self.start(state.sink.empty_buffer());
         let batch = BlockBatch {
             vcpu: self.vcpu,
+            tid: self.tid,
             first_seq: self.next_seq,
             ids,
         };
@@ -354,6 +390,7 @@ impl Plugin for Recorder {
                 disas: Disassembler::new(&info.target, info.system_emulation),
             }),
             sink,
+            threads: Mutex::new(Vec::new()),
             lost_no_lane: AtomicU64::new(0),
             syscall_names: syscall_names::for_target(&info.target),
         };
@@ -528,7 +565,7 @@ impl Plugin for Recorder {
             lane.flush(state);
         }
         if let Some(lane) = LANES.get(vcpu) {
-            lane.flush(state);
+            lane.retire(state);
         }
     }
 
@@ -557,6 +594,8 @@ fn lane_slow(lane: &mut Lane, vcpu: u32, id: u32) {
             lane.flush(state);
         } else {
             lane.vcpu = vcpu;
+            lane.tid = current_tid();
+            lane.thread_first_seq = lane.next_seq;
             lane.start(state.sink.empty_buffer());
         }
     });
@@ -588,6 +627,17 @@ fn mem_slow(lane: &mut MemLane, vcpu: u32, access: MemAccess) {
     })
 }
 
+/// The calling thread's Linux thread id: in linux-user, the guest thread's.
+fn current_tid() -> u32 {
+    // SAFETY: gettid has no preconditions and cannot fail.
+    unsafe { libc::gettid() as u32 }
+}
+
+/// The guest thread running on `vcpu` (0 before its first block).
+fn tid_of(vcpu: u32) -> u32 {
+    LANES.get(vcpu).map_or(0, |l| l.tid)
+}
+
 /// A vCPU beyond `ffi::MAX_VCPUS`.
 #[cold]
 #[inline(never)]
@@ -600,13 +650,15 @@ fn no_lane() {
 /// Seals every part, writes the block dictionary and counts, then the final manifest.
 fn finish(state: &State) -> Result<(), String> {
     let mut lanes = Vec::new();
+    let mut threads = std::mem::take(&mut *lock(&state.threads));
     LANES.for_each_at_exit(|vcpu, lane| {
-        if lane.buf.is_none() {
-            return;
+        if lane.buf.is_some() {
+            lane.flush(state);
+            threads.push(lane.thread_totals());
         }
-        lane.flush(state);
         lanes.push((vcpu, lane.next_seq, lane.lost));
     });
+    threads.sort_by_key(|t| (t.vcpu, t.first_seq));
     MEM_LANES.for_each_at_exit(|vcpu, lane| {
         lane.flush(state);
         lanes.push((vcpu, lane.next_seq, lane.lost));
@@ -687,6 +739,7 @@ fn finish(state: &State) -> Result<(), String> {
     manifest.ended_at = Some(now_rfc3339());
     manifest.distinct_blocks = distinct_blocks;
     manifest.vcpus = totals;
+    manifest.threads = threads;
     manifest.complete = errors.is_empty() && lost_total == 0;
     manifest.write(&state.root).map_err(|e| e.to_string())?;
     for e in &errors {

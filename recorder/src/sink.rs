@@ -21,6 +21,8 @@ use qtrace_format::writer::{PartLimits, PartWriter};
 /// A buffer of block ids executed by one vCPU, starting at event `first_seq`.
 pub struct BlockBatch {
     pub vcpu: u32,
+    /// The guest thread that executed every block of the batch.
+    pub tid: u32,
     pub first_seq: u64,
     pub ids: Vec<u32>,
 }
@@ -28,6 +30,7 @@ pub struct BlockBatch {
 /// Memory accesses of one vCPU, starting at access `first_seq`.
 pub struct MemBatch {
     pub vcpu: u32,
+    pub tid: u32,
     pub first_seq: u64,
     pub rows: Vec<MemAccess>,
 }
@@ -35,6 +38,7 @@ pub struct MemBatch {
 /// System calls of one vCPU, starting at call `first_seq`.
 pub struct SyscallBatch {
     pub vcpu: u32,
+    pub tid: u32,
     pub first_seq: u64,
     pub rows: Vec<Syscall>,
 }
@@ -239,7 +243,7 @@ impl Writer {
     fn write(&mut self, batch: BlockBatch) -> Vec<u32> {
         let n = batch.ids.len();
         if let Some(part) = self.part(Table::Blocks, batch.vcpu, n) {
-            let r = part.write_blocks(batch.first_seq, &batch.ids);
+            let r = part.write_blocks(batch.first_seq, batch.tid, &batch.ids);
             self.result(Table::Blocks, batch.vcpu, n, r);
         }
         batch.ids
@@ -248,7 +252,7 @@ impl Writer {
     fn write_mem(&mut self, batch: MemBatch) {
         let n = batch.rows.len();
         if let Some(part) = self.part(Table::Mem, batch.vcpu, n) {
-            let r = part.write(&mem_batch(batch.first_seq, &batch.rows));
+            let r = part.write(&mem_batch(batch.first_seq, batch.tid, &batch.rows));
             self.result(Table::Mem, batch.vcpu, n, r);
         }
     }
@@ -256,7 +260,7 @@ impl Writer {
     fn write_syscalls(&mut self, batch: SyscallBatch) {
         let n = batch.rows.len();
         if let Some(part) = self.part(Table::Syscalls, batch.vcpu, n) {
-            let r = part.write(&syscalls_batch(batch.first_seq, &batch.rows));
+            let r = part.write(&syscalls_batch(batch.first_seq, batch.tid, &batch.rows));
             self.result(Table::Syscalls, batch.vcpu, n, r);
         }
     }
@@ -339,6 +343,7 @@ mod tests {
                 let ids = vec![vcpu * 10 + k as u32; 1000];
                 sink.send(BlockBatch {
                     vcpu,
+                    tid: 100 + vcpu,
                     first_seq: k * 1000,
                     ids,
                 })

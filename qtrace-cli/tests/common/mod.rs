@@ -188,7 +188,7 @@ fn write_trace(root: &Path, spec: Spec) {
         };
         let mut w = PartWriter::new(root, Table::Blocks, Some(vcpu), 1, limits);
         for (k, chunk) in ids.chunks(40).enumerate() {
-            w.write_blocks((k * 40) as u64, chunk).unwrap();
+            w.write_blocks((k * 40) as u64, 1000 + vcpu, chunk).unwrap();
         }
         w.seal().unwrap();
 
