@@ -118,6 +118,8 @@ fn write_table(w: &mut impl Write, dir: &Path, m: &Manifest, tables: &[TableStat
         ("insns", Align::Right),
         ("block_events", Align::Right),
         ("parts", Align::Right),
+        ("syscalls", Align::Right),
+        ("mem_accesses", Align::Right),
     ]);
     for v in &m.vcpus {
         vcpus.push(vec![
@@ -126,6 +128,8 @@ fn write_table(w: &mut impl Write, dir: &Path, m: &Manifest, tables: &[TableStat
             v.insns.to_string(),
             v.block_events.to_string(),
             v.parts.to_string(),
+            v.syscalls.to_string(),
+            v.mem_accesses.to_string(),
         ]);
     }
     if m.vcpus.is_empty() {
@@ -146,6 +150,27 @@ fn write_table(w: &mut impl Write, dir: &Path, m: &Manifest, tables: &[TableStat
                 v.vcpu, v.blocks, v.block_events
             )?;
         }
+    }
+
+    if !m.threads.is_empty() {
+        // In linux-user a vCPU index passes from thread to thread: say which
+        // thread had which run of `seq`.
+        writeln!(w)?;
+        let mut threads = TextTable::new(&[
+            ("tid", Align::Right),
+            ("vcpu", Align::Right),
+            ("first_seq", Align::Right),
+            ("block_events", Align::Right),
+        ]);
+        for t in &m.threads {
+            threads.push(vec![
+                t.tid.to_string(),
+                t.vcpu.to_string(),
+                t.first_seq.to_string(),
+                t.block_events.to_string(),
+            ]);
+        }
+        threads.write(w)?;
     }
 
     writeln!(w)?;
@@ -205,7 +230,10 @@ fn to_json(dir: &Path, m: &Manifest, tables: &[TableStats]) -> serde_json::Value
             "insns": v.insns,
             "block_events": v.block_events,
             "parts": v.parts,
+            "syscalls": v.syscalls,
+            "mem_accesses": v.mem_accesses,
         })).collect::<Vec<_>>(),
+        "threads": m.threads,
         "tables": tables,
     })
 }

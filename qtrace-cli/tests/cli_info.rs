@@ -37,7 +37,15 @@ fn table_says_what_the_trace_holds() {
     };
     assert_eq!(
         row("vcpu"),
-        ["vcpu", "blocks", "insns", "block_events", "parts"]
+        [
+            "vcpu",
+            "blocks",
+            "insns",
+            "block_events",
+            "parts",
+            "syscalls",
+            "mem_accesses"
+        ]
     );
     assert_eq!(
         row("1")[..2],
