@@ -3,6 +3,7 @@
 //!
 //! - [`ffi`]: the only place that touches QEMU's API (bindings, trampolines);
 //! - `options`: the plugin's options, checked at install;
+//! - `filter`: which blocks are recorded, decided at translation;
 //! - `recorder`: what each callback does (the hot path is `on_exec`);
 //! - `sink`: background writer threads that turn buffers into Parquet parts;
 //! - `syscall_names`: syscall numbers to names per guest architecture (generated).
@@ -11,6 +12,7 @@
 
 mod disas;
 pub mod ffi;
+mod filter;
 mod options;
 mod recorder;
 mod sink;

@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::filter::Filter;
+
 /// Every option, with its meaning, as printed when one is wrong.
 pub const HELP: &str = "\
 options: out=DIR (required: the trace directory, created; must not exist or be empty)
@@ -18,7 +20,9 @@ options: out=DIR (required: the trace directory, created; must not exist or be e
          disas=on|off (record disassembly and symbols of blocks, default on)
          mem=off|addr|values (record memory accesses: not, addresses only, or with values; default off)
          mem_rw=r|w|rw (which accesses: loads, stores or both; default rw)
-         syscalls=on|off (record system calls, default on)";
+         syscalls=on|off (record system calls, default on)
+         ranges=START-END+... (record only blocks starting in these address ranges, END excluded)
+         syms=PATTERN+... (record only blocks in symbols matching these globs; with ranges=, either)";
 
 /// What of each memory access is recorded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,6 +53,8 @@ pub struct Options {
     pub mem: MemMode,
     pub mem_rw: MemRw,
     pub syscalls: bool,
+    /// Which blocks are recorded.
+    pub filter: Filter,
     /// The options exactly as given, for the manifest.
     pub given: BTreeMap<String, String>,
 }
@@ -69,6 +75,7 @@ impl Options {
             mem: MemMode::Off,
             mem_rw: MemRw::Both,
             syscalls: true,
+            filter: Filter::default(),
             given: BTreeMap::new(),
         };
         for arg in args {
@@ -99,6 +106,8 @@ impl Options {
                 }
                 "disas" => o.disas = boolean(key, value)?,
                 "syscalls" => o.syscalls = boolean(key, value)?,
+                "ranges" => o.filter.ranges = Filter::parse_ranges(value)?,
+                "syms" => o.filter.syms = Filter::parse_syms(value)?,
                 "mem" => {
                     o.mem = match value {
                         "off" => MemMode::Off,

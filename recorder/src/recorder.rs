@@ -404,6 +404,14 @@ impl Plugin for Recorder {
     fn on_translate(tb: &Tb<'_>) {
         let Some(state) = STATE.get() else { return };
         let pc = tb.vaddr();
+        // Left out by the filter: no callback, no counter, no cost.
+        if !state
+            .opts
+            .filter
+            .includes(pc, || tb.insn(0).and_then(|i| i.symbol()))
+        {
+            return;
+        }
         let insns: Vec<_> = tb.insns().collect();
         let bytes: Vec<Vec<u8>> = insns.iter().map(|i| i.bytes()).collect();
         let code = bytes.concat();
