@@ -8,6 +8,7 @@
 //! | `block_dict`   | -              | distinct translated block                     |
 //! | `block_counts` | -              | (vCPU, block) pair that executed at least once |
 //! | `mem`          | `vcpu=N`       | memory access, in execution order (option `mem=`) |
+//! | `regs`         | `vcpu=N`       | register read at a system call's entry (option `regs=`) |
 //! | `syscalls`     | `vcpu=N`       | system call, in the order they were made (option `syscalls=`) |
 
 use std::sync::{Arc, OnceLock};
@@ -36,17 +37,20 @@ pub enum Table {
     BlockCounts,
     /// Memory accesses per vCPU, in execution order, with their values.
     Mem,
+    /// Register values read at each system call's entry (option `regs=`).
+    Regs,
     /// System calls per vCPU, in order, with arguments and return value.
     Syscalls,
 }
 
 impl Table {
-    pub const ALL: [Table; 5] = [
+    pub const ALL: [Table; 6] = [
         Table::Blocks,
         Table::BlockDict,
         Table::BlockCounts,
         Table::Mem,
         Table::Syscalls,
+        Table::Regs,
     ];
 
     /// The table's directory name under the trace root.
@@ -56,13 +60,17 @@ impl Table {
             Table::BlockDict => "block_dict",
             Table::BlockCounts => "block_counts",
             Table::Mem => "mem",
+            Table::Regs => "regs",
             Table::Syscalls => "syscalls",
         }
     }
 
     /// Whether the table is split into `vcpu=N` hive partitions.
     pub fn per_vcpu(self) -> bool {
-        matches!(self, Table::Blocks | Table::Mem | Table::Syscalls)
+        matches!(
+            self,
+            Table::Blocks | Table::Mem | Table::Regs | Table::Syscalls
+        )
     }
 
     /// The table's Arrow schema, built once.
@@ -71,12 +79,14 @@ impl Table {
         static DICT: OnceLock<SchemaRef> = OnceLock::new();
         static COUNTS: OnceLock<SchemaRef> = OnceLock::new();
         static MEM: OnceLock<SchemaRef> = OnceLock::new();
+        static REGS: OnceLock<SchemaRef> = OnceLock::new();
         static SYSCALLS: OnceLock<SchemaRef> = OnceLock::new();
         match self {
             Table::Blocks => BLOCKS.get_or_init(blocks_schema).clone(),
             Table::BlockDict => DICT.get_or_init(block_dict_schema).clone(),
             Table::BlockCounts => COUNTS.get_or_init(block_counts_schema).clone(),
             Table::Mem => MEM.get_or_init(mem_schema).clone(),
+            Table::Regs => REGS.get_or_init(regs_schema).clone(),
             Table::Syscalls => SYSCALLS.get_or_init(syscalls_schema).clone(),
         }
     }
@@ -119,7 +129,7 @@ impl Table {
                     .set_max_row_group_row_count(Some(1 << 20))
                     .set_max_row_group_bytes(Some(64 << 20));
             }
-            Table::Syscalls => {
+            Table::Syscalls | Table::Regs => {
                 // Few rows: the writer's defaults (dictionaries) suit them.
                 b = b.set_max_row_group_row_count(Some(64 * 1024));
             }
@@ -146,6 +156,8 @@ pub mod col {
     pub const VCPU: &str = "vcpu";
     pub const EXECS: &str = "execs";
     pub const BLOCK_SEQ: &str = "block_seq";
+    pub const SYSCALL_SEQ: &str = "syscall_seq";
+    pub const REG: &str = "reg";
     pub const INSN: &str = "insn";
     pub const STORE: &str = "store";
     pub const VALUE: &str = "value";
@@ -201,6 +213,66 @@ fn block_counts_schema() -> SchemaRef {
         Field::new(col::BLOCK_ID, DataType::UInt32, false),
         Field::new(col::EXECS, DataType::UInt64, false),
     ]))
+}
+
+fn regs_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new(col::SEQ, DataType::UInt64, false),
+        Field::new(col::TID, DataType::UInt32, false),
+        Field::new(col::BLOCK_SEQ, DataType::UInt64, false),
+        Field::new(col::SYSCALL_SEQ, DataType::UInt64, false),
+        Field::new(col::REG, DataType::Utf8, false),
+        Field::new(col::VALUE, DataType::UInt64, false),
+        Field::new(col::BYTES, DataType::Binary, false),
+    ]))
+}
+
+/// A register read at a system call's entry: a row of `regs` without its
+/// `seq` and `tid`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RegValue {
+    /// `seq` of the block execution (in `blocks`) that made the call.
+    pub block_seq: u64,
+    /// `seq` of the call in `syscalls`.
+    pub syscall_seq: u64,
+    /// The register's GDB name.
+    pub reg: String,
+    /// The register's bytes in the guest's byte order.
+    pub bytes: Vec<u8>,
+}
+
+/// A batch of `regs`: `rows[i]` is row `first_seq + i`, read by thread `tid`.
+/// `value` is the first 8 bytes read little-endian (all of a register of
+/// 8 bytes or fewer on a little-endian guest).
+pub fn regs_batch(first_seq: u64, tid: u32, rows: &[RegValue]) -> RecordBatch {
+    let value = |b: &[u8]| {
+        let mut v = [0u8; 8];
+        let n = b.len().min(8);
+        v[..n].copy_from_slice(&b[..n]);
+        u64::from_le_bytes(v)
+    };
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(UInt64Array::from_iter_values(
+            first_seq..first_seq + rows.len() as u64,
+        )),
+        tid_column(tid, rows.len()),
+        Arc::new(UInt64Array::from_iter_values(
+            rows.iter().map(|r| r.block_seq),
+        )),
+        Arc::new(UInt64Array::from_iter_values(
+            rows.iter().map(|r| r.syscall_seq),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            rows.iter().map(|r| r.reg.as_str()),
+        )),
+        Arc::new(UInt64Array::from_iter_values(
+            rows.iter().map(|r| value(&r.bytes)),
+        )),
+        Arc::new(BinaryArray::from_iter_values(
+            rows.iter().map(|r| r.bytes.as_slice()),
+        )),
+    ];
+    RecordBatch::try_new(Table::Regs.schema(), columns).expect("regs batch matches its schema")
 }
 
 fn mem_schema() -> SchemaRef {

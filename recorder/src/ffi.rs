@@ -412,8 +412,105 @@ impl MemInfo {
 }
 
 extern "C" {
-    // glib's allocator; QEMU links glib, so it resolves at load like the API.
+    // glib, which QEMU links, so these resolve at load like the API.
     fn g_free(p: *mut c_void);
+    fn g_array_free(array: *mut sys::GArray, free_segment: c_int) -> *mut c_char;
+    fn g_byte_array_new() -> *mut sys::GByteArray;
+    fn g_byte_array_free(array: *mut sys::GByteArray, free_segment: c_int) -> *mut u8;
+    fn g_byte_array_set_size(array: *mut sys::GByteArray, length: c_uint) -> *mut sys::GByteArray;
+}
+
+/// A guest register QEMU can read, by its GDB name (`rax`, `x0`, `sp`...).
+pub struct Register {
+    pub name: String,
+    handle: *mut sys::qemu_plugin_register,
+}
+
+// SAFETY: the handle is an opaque register number that QEMU never
+// dereferences as a pointer; it is valid on every vCPU of the guest.
+unsafe impl Send for Register {}
+// SAFETY: as above; it is only read.
+unsafe impl Sync for Register {}
+
+/// The registers of the current vCPU. Only inside a vCPU callback (QEMU
+/// asserts that one runs on this thread).
+pub fn registers() -> Vec<Register> {
+    // SAFETY: called on a vCPU thread (see above); QEMU returns a GArray of
+    // descriptors whose strings it owns, and the array is ours to free.
+    unsafe {
+        let array = sys::qemu_plugin_get_registers();
+        if array.is_null() {
+            return Vec::new();
+        }
+        let descriptors = std::slice::from_raw_parts(
+            (*array).data as *const sys::qemu_plugin_reg_descriptor,
+            (*array).len as usize,
+        );
+        let regs = descriptors
+            .iter()
+            .filter_map(|d| {
+                Some(Register {
+                    name: c_string(d.name)?,
+                    handle: d.handle,
+                })
+            })
+            .collect();
+        g_array_free(array, 1);
+        regs
+    }
+}
+
+/// Reads registers into a buffer it keeps; one per vCPU.
+pub struct RegisterReader {
+    buf: *mut sys::GByteArray,
+}
+
+// SAFETY: the buffer is glib memory owned by this reader alone.
+unsafe impl Send for RegisterReader {}
+
+impl RegisterReader {
+    pub fn new() -> RegisterReader {
+        // SAFETY: no preconditions.
+        RegisterReader {
+            buf: unsafe { g_byte_array_new() },
+        }
+    }
+
+    /// The register's bytes, in the guest's byte order, as GDB gives them.
+    /// Only inside a vCPU callback of the vCPU to read (a syscall callback,
+    /// or an execution callback registered to read registers).
+    pub fn read(&mut self, reg: &Register) -> Option<Vec<u8>> {
+        if self.buf.is_null() {
+            return None;
+        }
+        // SAFETY: `buf` is a live GByteArray; the handle came from QEMU; the
+        // caller runs on the vCPU's thread. QEMU appends the value to `buf`,
+        // which is emptied first.
+        unsafe {
+            g_byte_array_set_size(self.buf, 0);
+            let n = sys::qemu_plugin_read_register(reg.handle, self.buf);
+            if n <= 0 {
+                return None;
+            }
+            let b = &*self.buf;
+            Some(std::slice::from_raw_parts(b.data, b.len as usize).to_vec())
+        }
+    }
+}
+
+impl Default for RegisterReader {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for RegisterReader {
+    fn drop(&mut self) {
+        if !self.buf.is_null() {
+            // SAFETY: allocated by g_byte_array_new, freed once.
+            unsafe { g_byte_array_free(self.buf, 1) };
+        }
+    }
 }
 
 /// A per-vCPU 64-bit counter in a QEMU scoreboard, incremented inline.

@@ -67,7 +67,7 @@ fn number(s: &str) -> Option<u64> {
 }
 
 /// `*` matches any run of bytes, `?` any one byte.
-fn glob(pattern: &[u8], text: &[u8]) -> bool {
+pub fn glob(pattern: &[u8], text: &[u8]) -> bool {
     // Iterative, with one backtracking point: linear in practice.
     let (mut p, mut t) = (0, 0);
     let mut star: Option<(usize, usize)> = None;

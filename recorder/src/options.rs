@@ -22,7 +22,8 @@ options: out=DIR (required: the trace directory, created; must not exist or be e
          mem_rw=r|w|rw (which accesses: loads, stores or both; default rw)
          syscalls=on|off (record system calls, default on)
          ranges=START-END+... (record only blocks starting in these address ranges, END excluded)
-         syms=PATTERN+... (record only blocks in symbols matching these globs; with ranges=, either)";
+         syms=PATTERN+... (record only blocks in symbols matching these globs; with ranges=, either)
+         regs=NAME+... (GDB names or globs of registers to read at each system call's entry, e.g. rdi+rsi or x*)";
 
 /// What of each memory access is recorded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,6 +56,8 @@ pub struct Options {
     pub syscalls: bool,
     /// Which blocks are recorded.
     pub filter: Filter,
+    /// GDB names (globs) of the registers read at each system call's entry.
+    pub regs: Vec<String>,
     /// The options exactly as given, for the manifest.
     pub given: BTreeMap<String, String>,
 }
@@ -76,6 +79,7 @@ impl Options {
             mem_rw: MemRw::Both,
             syscalls: true,
             filter: Filter::default(),
+            regs: Vec::new(),
             given: BTreeMap::new(),
         };
         for arg in args {
@@ -108,6 +112,12 @@ impl Options {
                 "syscalls" => o.syscalls = boolean(key, value)?,
                 "ranges" => o.filter.ranges = Filter::parse_ranges(value)?,
                 "syms" => o.filter.syms = Filter::parse_syms(value)?,
+                "regs" => {
+                    o.regs = value.split('+').map(str::to_string).collect();
+                    if o.regs.iter().any(String::is_empty) {
+                        return Err(format!("option `regs={value}`: an empty register name"));
+                    }
+                }
                 "mem" => {
                     o.mem = match value {
                         "off" => MemMode::Off,

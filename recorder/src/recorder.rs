@@ -16,15 +16,21 @@ use std::sync::{Mutex, OnceLock};
 use qtrace_format::manifest::now_rfc3339;
 use qtrace_format::manifest::ThreadTotals;
 use qtrace_format::schema::{
-    block_counts_batch, BlockCount, BlockDictBuilder, BlockInfo, InsnInfo, MemAccess, Syscall,
+    block_counts_batch, BlockCount, BlockDictBuilder, BlockInfo, InsnInfo, MemAccess, RegValue,
+    Syscall,
 };
 use qtrace_format::writer::{write_table, PartLimits};
 use qtrace_format::{Manifest, Table, VcpuTotals};
 
 use crate::disas::Disassembler;
-use crate::ffi::{self, Counter, Info, MemInfo, PerVcpu, Plugin, PluginId, Tb, VcpuSlot};
+use crate::ffi::{
+    self, Counter, Info, MemInfo, PerVcpu, Plugin, PluginId, Register, RegisterReader, Tb, VcpuSlot,
+};
+use crate::filter::glob;
 use crate::options::{MemMode, MemRw, Options};
-use crate::sink::{usable_out_dir, BlockBatch, MemBatch, Sink, SinkConfig, SyscallBatch};
+use crate::sink::{
+    usable_out_dir, BlockBatch, MemBatch, RegsBatch, Sink, SinkConfig, SyscallBatch,
+};
 use crate::syscall_names;
 
 pub struct Recorder;
@@ -65,6 +71,11 @@ struct SyscallLane {
     /// The call made and not yet returned (one at a time per vCPU).
     pending: Option<Syscall>,
     buf: Vec<Syscall>,
+    /// Registers read at the calls' entry (option `regs=`), and `seq` of
+    /// `regs[0]` in the `regs` table.
+    regs: Vec<RegValue>,
+    regs_next_seq: u64,
+    reader: Option<RegisterReader>,
     vcpu: u32,
     /// Sequence number of `buf[0]`.
     next_seq: u64,
@@ -76,6 +87,49 @@ impl VcpuSlot for Option<Box<SyscallLane>> {
 }
 
 impl SyscallLane {
+    /// Reads the selected registers at a call's entry.
+    fn read_regs(&mut self, state: &State, block_seq: u64) {
+        let selected = SELECTED_REGS.get_or_init(|| select_registers(&state.opts.regs));
+        if selected.is_empty() {
+            return;
+        }
+        // The call entering now is written after those already done.
+        let syscall_seq = self.next_seq + self.buf.len() as u64;
+        let reader = self.reader.get_or_insert_with(RegisterReader::new);
+        for reg in selected {
+            if let Some(bytes) = reader.read(reg) {
+                self.regs.push(RegValue {
+                    block_seq,
+                    syscall_seq,
+                    reg: reg.name.clone(),
+                    bytes,
+                });
+            }
+        }
+    }
+
+    fn flush_regs(&mut self, state: &State) {
+        let n = self.regs.len() as u64;
+        if n == 0 {
+            return;
+        }
+        let rows = std::mem::take(&mut self.regs);
+        if std::process::id() != state.pid {
+            self.lost += n;
+        } else {
+            let batch = RegsBatch {
+                vcpu: self.vcpu,
+                tid: tid_of(self.vcpu),
+                first_seq: self.regs_next_seq,
+                rows,
+            };
+            if state.sink.send_regs(batch).is_err() {
+                self.lost += n;
+            }
+        }
+        self.regs_next_seq += n;
+    }
+
     /// Appends a finished (or abandoned) call, flushing a full buffer.
     fn push(&mut self, state: &State, call: Syscall) {
         if self.buf.capacity() == 0 {
@@ -96,6 +150,7 @@ impl SyscallLane {
 
     /// Hands the buffer to the writers, as `MemLane::flush`.
     fn flush(&mut self, state: &State) {
+        self.flush_regs(state);
         let n = self.buf.len() as u64;
         if n == 0 {
             return;
@@ -531,6 +586,9 @@ impl Plugin for Recorder {
             Box::new(SyscallLane {
                 pending: None,
                 buf: Vec::new(),
+                regs: Vec::new(),
+                regs_next_seq: 0,
+                reader: None,
                 vcpu,
                 next_seq: 0,
                 lost: 0,
@@ -539,8 +597,12 @@ impl Plugin for Recorder {
         // A call still pending never returned (it should not happen: only
         // calls that end the thread do not return).
         lane.abandon_pending(state);
+        let block_seq = LANES.get(vcpu).map_or(0, |l| l.current_seq());
+        if !state.opts.regs.is_empty() {
+            lane.read_regs(state, block_seq);
+        }
         lane.pending = Some(Syscall {
-            block_seq: LANES.get(vcpu).map_or(0, |l| l.current_seq()),
+            block_seq,
             num,
             name: syscall_names::name(state.syscall_names, num),
             args,
@@ -633,6 +695,32 @@ fn mem_slow(lane: &mut MemLane, vcpu: u32, access: MemAccess) {
         }
         lane.buf.push(access);
     })
+}
+
+/// The registers `regs=` selects, found at the first system call (QEMU lists
+/// registers only on a vCPU thread).
+static SELECTED_REGS: OnceLock<Vec<Register>> = OnceLock::new();
+
+fn select_registers(patterns: &[String]) -> Vec<Register> {
+    let all = ffi::registers();
+    let names: Vec<String> = all.iter().map(|r| r.name.clone()).collect();
+    let selected: Vec<Register> = all
+        .into_iter()
+        .filter(|r| {
+            patterns
+                .iter()
+                .any(|p| glob(p.as_bytes(), r.name.as_bytes()))
+        })
+        .collect();
+    for p in patterns {
+        if !names.iter().any(|n| glob(p.as_bytes(), n.as_bytes())) {
+            eprintln!(
+                "qtrace: regs={p} names no register of this guest (it has {})",
+                names.join(" ")
+            );
+        }
+    }
+    selected
 }
 
 /// The calling thread's Linux thread id: in linux-user, the guest thread's.

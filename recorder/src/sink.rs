@@ -15,7 +15,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use qtrace_format::schema::{mem_batch, syscalls_batch, MemAccess, Syscall, Table};
+use qtrace_format::schema::{
+    mem_batch, regs_batch, syscalls_batch, MemAccess, RegValue, Syscall, Table,
+};
 use qtrace_format::writer::{PartLimits, PartWriter};
 
 /// A buffer of block ids executed by one vCPU, starting at event `first_seq`.
@@ -43,10 +45,19 @@ pub struct SyscallBatch {
     pub rows: Vec<Syscall>,
 }
 
+/// Register values read by one vCPU, starting at row `first_seq` of `regs`.
+pub struct RegsBatch {
+    pub vcpu: u32,
+    pub tid: u32,
+    pub first_seq: u64,
+    pub rows: Vec<RegValue>,
+}
+
 enum Msg {
     Blocks(BlockBatch),
     Mem(MemBatch),
     Syscalls(SyscallBatch),
+    Regs(RegsBatch),
     /// Seal everything and stop.
     Finish,
 }
@@ -129,6 +140,7 @@ impl Sink {
                             Ok(Msg::Blocks(batch)) => pool.give(w.write(batch)),
                             Ok(Msg::Mem(batch)) => w.write_mem(batch),
                             Ok(Msg::Syscalls(batch)) => w.write_syscalls(batch),
+                            Ok(Msg::Regs(batch)) => w.write_regs(batch),
                             Ok(Msg::Finish) | Err(RecvTimeoutError::Disconnected) => break,
                             Err(RecvTimeoutError::Timeout) => w.seal_old(),
                         }
@@ -175,6 +187,15 @@ impl Sink {
         tx.send(Msg::Syscalls(batch)).map_err(|e| match e.0 {
             Msg::Syscalls(b) => b,
             _ => unreachable!("only system calls are sent here"),
+        })
+    }
+
+    /// Hands register values to their writer, as [`Sink::send`].
+    pub fn send_regs(&self, batch: RegsBatch) -> Result<(), RegsBatch> {
+        let tx = &self.senders[batch.vcpu as usize % self.senders.len()];
+        tx.send(Msg::Regs(batch)).map_err(|e| match e.0 {
+            Msg::Regs(b) => b,
+            _ => unreachable!("only registers are sent here"),
         })
     }
 
@@ -262,6 +283,14 @@ impl Writer {
         if let Some(part) = self.part(Table::Syscalls, batch.vcpu, n) {
             let r = part.write(&syscalls_batch(batch.first_seq, batch.tid, &batch.rows));
             self.result(Table::Syscalls, batch.vcpu, n, r);
+        }
+    }
+
+    fn write_regs(&mut self, batch: RegsBatch) {
+        let n = batch.rows.len();
+        if let Some(part) = self.part(Table::Regs, batch.vcpu, n) {
+            let r = part.write(&regs_batch(batch.first_seq, batch.tid, &batch.rows));
+            self.result(Table::Regs, batch.vcpu, n, r);
         }
     }
 
