@@ -158,6 +158,7 @@ pub mod col {
     pub const BLOCK_SEQ: &str = "block_seq";
     pub const SYSCALL_SEQ: &str = "syscall_seq";
     pub const REG: &str = "reg";
+    pub const DATA: &str = "data";
     pub const INSN: &str = "insn";
     pub const STORE: &str = "store";
     pub const VALUE: &str = "value";
@@ -306,12 +307,13 @@ fn syscalls_schema() -> SchemaRef {
     );
     fields.push(Field::new(col::RET, DataType::Int64, true));
     fields.push(Field::new(col::ERRNO, DataType::Int32, true));
+    fields.push(Field::new(col::DATA, DataType::Binary, true));
     Arc::new(Schema::new(fields))
 }
 
 /// One system call, as the recorder buffers it (a row of `syscalls`
 /// without its `seq`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Syscall {
     /// `seq` of the block execution (in `blocks`) that made the call.
     pub block_seq: u64,
@@ -323,6 +325,9 @@ pub struct Syscall {
     /// The value returned; `None` if the call never returned (`exit`,
     /// `exit_group`, or the thread or process ended inside it).
     pub ret: Option<i64>,
+    /// The bytes the call read from or wrote to its buffer (option
+    /// `syscall_data=`), for the calls that have one.
+    pub data: Option<Vec<u8>>,
 }
 
 impl Syscall {
@@ -357,6 +362,9 @@ pub fn syscalls_batch(first_seq: u64, tid: u32, rows: &[Syscall]) -> RecordBatch
     columns.push(Arc::new(Int64Array::from_iter(rows.iter().map(|r| r.ret))));
     columns.push(Arc::new(Int32Array::from_iter(
         rows.iter().map(Syscall::errno),
+    )));
+    columns.push(Arc::new(BinaryArray::from_iter(
+        rows.iter().map(|r| r.data.as_deref()),
     )));
     RecordBatch::try_new(Table::Syscalls.schema(), columns)
         .expect("syscalls batch matches its schema")
@@ -694,6 +702,7 @@ mod tests {
                 name: Some("write"),
                 args: [1, 2, 3, 4, 5, 6, 7, 8],
                 ret: Some(12),
+                data: Some(b"hello world\n".to_vec()),
             },
             Syscall {
                 num: 2,
@@ -712,6 +721,9 @@ mod tests {
             },
         ];
         let batch = syscalls_batch(7, 99, &rows);
+        let data: &BinaryArray = column(&batch, col::DATA).unwrap();
+        assert_eq!(data.value(0), b"hello world\n");
+        assert!(data.is_null(1));
         let seq: &UInt64Array = column(&batch, col::SEQ).unwrap();
         assert_eq!(seq.values().to_vec(), vec![7, 8, 9, 10]);
         let name: &StringArray = column(&batch, col::NAME).unwrap();

@@ -460,19 +460,35 @@ pub fn registers() -> Vec<Register> {
     }
 }
 
-/// Reads registers into a buffer it keeps; one per vCPU.
-pub struct RegisterReader {
+/// Reads guest registers and memory into a buffer it keeps; one per vCPU.
+pub struct GuestReader {
     buf: *mut sys::GByteArray,
 }
 
 // SAFETY: the buffer is glib memory owned by this reader alone.
-unsafe impl Send for RegisterReader {}
+unsafe impl Send for GuestReader {}
 
-impl RegisterReader {
-    pub fn new() -> RegisterReader {
+impl GuestReader {
+    pub fn new() -> GuestReader {
         // SAFETY: no preconditions.
-        RegisterReader {
+        GuestReader {
             buf: unsafe { g_byte_array_new() },
+        }
+    }
+
+    /// `len` bytes of guest memory at `addr`. Only inside a vCPU callback.
+    pub fn read_memory(&mut self, addr: u64, len: usize) -> Option<Vec<u8>> {
+        if self.buf.is_null() || len == 0 {
+            return None;
+        }
+        // SAFETY: `buf` is a live GByteArray that QEMU resizes to `len`; the
+        // caller runs on a vCPU thread.
+        unsafe {
+            if !sys::qemu_plugin_read_memory_vaddr(addr, self.buf, len) {
+                return None;
+            }
+            let b = &*self.buf;
+            Some(std::slice::from_raw_parts(b.data, (b.len as usize).min(len)).to_vec())
         }
     }
 
@@ -498,13 +514,13 @@ impl RegisterReader {
     }
 }
 
-impl Default for RegisterReader {
+impl Default for GuestReader {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl Drop for RegisterReader {
+impl Drop for GuestReader {
     fn drop(&mut self) {
         if !self.buf.is_null() {
             // SAFETY: allocated by g_byte_array_new, freed once.

@@ -23,6 +23,7 @@ options: out=DIR (required: the trace directory, created; must not exist or be e
          syscalls=on|off (record system calls, default on)
          ranges=START-END+... (record only blocks starting in these address ranges, END excluded)
          syms=PATTERN+... (record only blocks in symbols matching these globs; with ranges=, either)
+         syscall_data=N (record up to N bytes of what read/write-like system calls transfer, default 0)
          regs=NAME+... (GDB names or globs of registers to read at each system call's entry, e.g. rdi+rsi or x*)";
 
 /// What of each memory access is recorded.
@@ -58,6 +59,8 @@ pub struct Options {
     pub filter: Filter,
     /// GDB names (globs) of the registers read at each system call's entry.
     pub regs: Vec<String>,
+    /// Most bytes of a system call's buffer to record; 0: none.
+    pub syscall_data: usize,
     /// The options exactly as given, for the manifest.
     pub given: BTreeMap<String, String>,
 }
@@ -80,6 +83,7 @@ impl Options {
             syscalls: true,
             filter: Filter::default(),
             regs: Vec::new(),
+            syscall_data: 0,
             given: BTreeMap::new(),
         };
         for arg in args {
@@ -112,6 +116,7 @@ impl Options {
                 "syscalls" => o.syscalls = boolean(key, value)?,
                 "ranges" => o.filter.ranges = Filter::parse_ranges(value)?,
                 "syms" => o.filter.syms = Filter::parse_syms(value)?,
+                "syscall_data" => o.syscall_data = int(key, value, 0, 1 << 20)? as usize,
                 "regs" => {
                     o.regs = value.split('+').map(str::to_string).collect();
                     if o.regs.iter().any(String::is_empty) {

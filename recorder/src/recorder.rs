@@ -24,7 +24,7 @@ use qtrace_format::{Manifest, Table, VcpuTotals};
 
 use crate::disas::Disassembler;
 use crate::ffi::{
-    self, Counter, Info, MemInfo, PerVcpu, Plugin, PluginId, Register, RegisterReader, Tb, VcpuSlot,
+    self, Counter, GuestReader, Info, MemInfo, PerVcpu, Plugin, PluginId, Register, Tb, VcpuSlot,
 };
 use crate::filter::glob;
 use crate::options::{MemMode, MemRw, Options};
@@ -75,7 +75,7 @@ struct SyscallLane {
     /// `regs[0]` in the `regs` table.
     regs: Vec<RegValue>,
     regs_next_seq: u64,
-    reader: Option<RegisterReader>,
+    reader: Option<GuestReader>,
     vcpu: u32,
     /// Sequence number of `buf[0]`.
     next_seq: u64,
@@ -95,7 +95,7 @@ impl SyscallLane {
         }
         // The call entering now is written after those already done.
         let syscall_seq = self.next_seq + self.buf.len() as u64;
-        let reader = self.reader.get_or_insert_with(RegisterReader::new);
+        let reader = self.reader.get_or_insert_with(GuestReader::new);
         for reg in selected {
             if let Some(bytes) = reader.read(reg) {
                 self.regs.push(RegValue {
@@ -601,12 +601,24 @@ impl Plugin for Recorder {
         if !state.opts.regs.is_empty() {
             lane.read_regs(state, block_seq);
         }
+        let name = syscall_names::name(state.syscall_names, num);
+        // What the call writes out is in its buffer before the call.
+        let data = match (state.opts.syscall_data, name.and_then(buffer_out)) {
+            (0, _) | (_, None) => None,
+            (limit, Some((buf, len))) => {
+                let n = (args[len] as usize).min(limit);
+                lane.reader
+                    .get_or_insert_with(GuestReader::new)
+                    .read_memory(args[buf], n)
+            }
+        };
         lane.pending = Some(Syscall {
             block_seq,
             num,
-            name: syscall_names::name(state.syscall_names, num),
+            name,
             args,
             ret: None,
+            data,
         });
     }
 
@@ -618,6 +630,15 @@ impl Plugin for Recorder {
         match lane.pending.take() {
             Some(mut call) if call.num == num => {
                 call.ret = Some(ret);
+                // What the call read in is in its buffer after the call.
+                let limit = state.opts.syscall_data;
+                if let (true, Some(buf)) = (limit > 0 && ret > 0, call.name.and_then(buffer_in)) {
+                    let n = (ret as usize).min(limit);
+                    call.data = lane
+                        .reader
+                        .get_or_insert_with(GuestReader::new)
+                        .read_memory(call.args[buf], n);
+                }
                 lane.push(state, call);
             }
             // A return with no matching call: keep what was seen of the call.
@@ -695,6 +716,24 @@ fn mem_slow(lane: &mut MemLane, vcpu: u32, access: MemAccess) {
         }
         lane.buf.push(access);
     })
+}
+
+/// The calls that write a buffer out: (buffer argument, length argument).
+fn buffer_out(name: &str) -> Option<(usize, usize)> {
+    match name {
+        "write" | "pwrite64" | "sendto" => Some((1, 2)),
+        _ => None,
+    }
+}
+
+/// The calls that read into a buffer: its argument (the length read is the
+/// return value).
+fn buffer_in(name: &str) -> Option<usize> {
+    match name {
+        "read" | "pread64" | "recvfrom" => Some(1),
+        "getrandom" => Some(0),
+        _ => None,
+    }
 }
 
 /// The registers `regs=` selects, found at the first system call (QEMU lists
