@@ -165,6 +165,7 @@ pub mod col {
     pub const VALUE_HI: &str = "value_hi";
     pub const SIGN_EXTENDED: &str = "sign_extended";
     pub const BIG_ENDIAN: &str = "big_endian";
+    pub const INEXACT: &str = "inexact";
     pub const NUM: &str = "num";
     pub const NAME: &str = "name";
     /// `arg0` .. `arg7`, in order.
@@ -289,6 +290,7 @@ fn mem_schema() -> SchemaRef {
         Field::new(col::VALUE_HI, DataType::UInt64, true),
         Field::new(col::SIGN_EXTENDED, DataType::Boolean, false),
         Field::new(col::BIG_ENDIAN, DataType::Boolean, false),
+        Field::new(col::INEXACT, DataType::Boolean, false),
     ]))
 }
 
@@ -396,6 +398,8 @@ impl MemAccess {
     pub const BIG_ENDIAN: u8 = 4;
     /// The value was recorded (option `mem=values`).
     pub const HAS_VALUE: u8 = 8;
+    /// An atomic read-modify-write: QEMU 10 may report wrong values for it.
+    pub const INEXACT: u8 = 16;
 }
 
 /// A batch of `mem`: `rows[i]` is access `first_seq + i`.
@@ -424,6 +428,7 @@ pub fn mem_batch(first_seq: u64, tid: u32, rows: &[MemAccess]) -> RecordBatch {
         )),
         Arc::new(flag(MemAccess::SIGN_EXTENDED)),
         Arc::new(flag(MemAccess::BIG_ENDIAN)),
+        Arc::new(flag(MemAccess::INEXACT)),
     ];
     RecordBatch::try_new(Table::Mem.schema(), columns).expect("mem batch matches its schema")
 }

@@ -197,3 +197,58 @@ print(duckdb.sql(f"SELECT count(value), sum(store::int) FROM read_parquet('{t}/m
         "addr mode records no value; r mode no store"
     );
 }
+
+/// Atomic read-modify-writes are marked `inexact` (QEMU 10 may report their
+/// values wrongly); plain accesses to the same address are not.
+#[test]
+fn atomic_accesses_are_marked_inexact() {
+    const BY_ADDR: &str = r#"
+import duckdb, sys
+t = sys.argv[1]
+for addr, store, inexact in duckdb.sql(f"""
+    SELECT addr, store, inexact
+    FROM read_parquet('{t}/mem/*/*.parquet', hive_partitioning = true)
+    ORDER BY vcpu, seq""").fetchall():
+    print(addr, store, inexact)
+"#;
+    for arch in ["x86_64", "aarch64"] {
+        let Some(prog) = sample(arch, "memvalues") else {
+            assert_ne!(arch, "x86_64", "samples not built");
+            continue;
+        };
+        let out = std::process::Command::new(common::qemu(arch))
+            .arg(&prog)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        let addr_of = |key: &str| {
+            stdout
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix(key))
+                .map(|h| u64::from_str_radix(h.trim_start_matches("0x"), 16).unwrap())
+                .unwrap_or_else(|| panic!("{key} in {stdout}"))
+        };
+        let (counter, buf) = (addr_of("counter="), addr_of("buf="));
+        let (_dir, trace) = record(&[&prog.display().to_string()], &["mem=values"]);
+        let rows: Vec<(u64, bool, bool)> = run_python(BY_ADDR, &trace)
+            .lines()
+            .map(|l| {
+                let f: Vec<&str> = l.split(' ').collect();
+                (f[0].parse().unwrap(), f[1] == "True", f[2] == "True")
+            })
+            .collect();
+        let on_counter: Vec<&(u64, bool, bool)> = rows.iter().filter(|r| r.0 == counter).collect();
+        // The fetch-and-add's load and store, then printf's plain load.
+        assert!(
+            on_counter.iter().any(|r| r.1 && r.2) && on_counter.iter().any(|r| !r.1 && r.2),
+            "{arch}: {on_counter:?}"
+        );
+        assert!(!on_counter.last().unwrap().2, "{arch}: {on_counter:?}");
+        assert!(
+            rows.iter()
+                .filter(|r| (buf..buf + 32).contains(&r.0))
+                .all(|r| !r.2),
+            "{arch}: plain accesses are exact"
+        );
+    }
+}

@@ -44,6 +44,8 @@ struct State {
     manifest: Mutex<Manifest>,
     blocks: Mutex<BlockTable>,
     sink: Sink,
+    /// The guest is AArch64 (atomics are recognised by their encoding).
+    aarch64: bool,
     /// Every guest thread that has finished, with its totals.
     threads: Mutex<Vec<ThreadTotals>>,
     /// Events of vCPUs beyond `ffi::MAX_VCPUS`, which have no lane.
@@ -177,6 +179,8 @@ impl SyscallLane {
 const MEM_BUFFER: usize = 1 << 16;
 /// In a memory callback's data, above the instruction index: record the value.
 const MEM_WITH_VALUE: u64 = 1 << 16;
+/// ... and the instruction is an atomic read-modify-write.
+const MEM_INEXACT: u64 = 1 << 17;
 
 /// One vCPU's buffer of memory accesses.
 struct MemLane {
@@ -445,6 +449,7 @@ impl Plugin for Recorder {
                 disas: Disassembler::new(&info.target, info.system_emulation),
             }),
             sink,
+            aarch64: info.target == "aarch64",
             threads: Mutex::new(Vec::new()),
             lost_no_lane: AtomicU64::new(0),
             syscall_names: syscall_names::for_target(&info.target),
@@ -512,6 +517,25 @@ impl Plugin for Recorder {
             }
         };
         tb.count_inline(&table.counters[id as usize]);
+        let atomic: Vec<bool> = if state.opts.mem == MemMode::Off {
+            Vec::new()
+        } else {
+            let known = &table.infos[id as usize].insns;
+            insns
+                .iter()
+                .zip(known)
+                .map(|(insn, k)| {
+                    if state.aarch64 {
+                        // Capstone 4 does not know the LSE atomics: decode.
+                        is_aarch64_atomic_rmw(&k.bytes)
+                    } else if k.disas.is_empty() {
+                        is_atomic_rmw(&insn.disas())
+                    } else {
+                        is_atomic_rmw(&k.disas)
+                    }
+                })
+                .collect()
+        };
         drop(table);
         if state.opts.mem != MemMode::Off {
             let value = if state.opts.mem == MemMode::Values {
@@ -522,7 +546,8 @@ impl Plugin for Recorder {
             let loads = state.opts.mem_rw != MemRw::Stores;
             let stores = state.opts.mem_rw != MemRw::Loads;
             for (i, insn) in insns.iter().enumerate() {
-                insn.on_mem::<Recorder>(loads, stores, value | i as u64);
+                let inexact = if atomic[i] { MEM_INEXACT } else { 0 };
+                insn.on_mem::<Recorder>(loads, stores, value | inexact | i as u64);
             }
         }
         tb.on_exec::<Recorder>(id as u64);
@@ -553,6 +578,9 @@ impl Plugin for Recorder {
         }
         if info.is_big_endian() {
             flags |= MemAccess::BIG_ENDIAN;
+        }
+        if data & MEM_INEXACT != 0 {
+            flags |= MemAccess::INEXACT;
         }
         let (value, value_hi) = if data & MEM_WITH_VALUE != 0 {
             flags |= MemAccess::HAS_VALUE;
@@ -716,6 +744,45 @@ fn mem_slow(lane: &mut MemLane, vcpu: u32, access: MemAccess) {
         }
         lane.buf.push(access);
     })
+}
+
+/// Whether an instruction (its disassembly) is an atomic read-modify-write,
+/// whose memory values QEMU 10.0 reports wrongly in multi-threaded guests
+/// (and a failed compare-and-swap as a write, in any guest): x86 `lock`ed
+/// instructions, `xchg` with memory, `cmpxchg`, `xadd`; Arm exclusives and
+/// LSE atomics; RISC-V AMOs and LR/SC.
+fn is_atomic_rmw(disas: &str) -> bool {
+    let mut words = disas.split_whitespace();
+    let Some(first) = words.next() else {
+        return false;
+    };
+    let m = first.to_ascii_lowercase();
+    if m == "lock" || m.starts_with("cmpxchg") || m.starts_with("xadd") {
+        return true;
+    }
+    if m.starts_with("xchg") {
+        return disas.contains('(') || disas.contains('[');
+    }
+    const ARM: [&str; 18] = [
+        "ldxr", "ldaxr", "stxr", "stlxr", "ldxp", "ldaxp", "stxp", "stlxp", "cas", "ldadd",
+        "ldclr", "ldeor", "ldset", "ldsmax", "ldsmin", "ldumax", "ldumin", "swp",
+    ];
+    const RISCV: [&str; 3] = ["amo", "lr.", "sc."];
+    ARM.iter().chain(RISCV.iter()).any(|p| m.starts_with(p))
+}
+
+/// The same for an AArch64 instruction, from its encoding: load/store
+/// exclusives (LDXR, STXR, LDAXR, STLXR and the pair forms), compare-and-swap
+/// (CAS*), and the LSE atomics (LDADD, LDCLR, LDEOR, LDSET, LD[SU]MAX/MIN, SWP).
+fn is_aarch64_atomic_rmw(bytes: &[u8]) -> bool {
+    let Ok(word) = <[u8; 4]>::try_from(bytes) else {
+        return false;
+    };
+    let i = u32::from_le_bytes(word);
+    let exclusive = i & 0x3F80_0000 == 0x0800_0000;
+    let cas = i & 0x3FA0_0000 == 0x08A0_0000;
+    let lse = i & 0x3F20_0C00 == 0x3820_0000;
+    exclusive || cas || lse
 }
 
 /// The calls that write a buffer out: (buffer argument, length argument).
@@ -948,3 +1015,41 @@ fn qemu_version(target: &str) -> Option<String> {
 }
 
 const CHUNK: usize = 64 * 1024;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn x86_and_riscv_atomics_by_disassembly() {
+        for (disas, want) in [
+            ("lock cmpxchgl %edx, (%rbp)", true),
+            ("lock xaddl %esi, 0xa2b6e(%rip)", true),
+            ("xchgl %eax, (%rdi)", true),
+            ("xchgq %rax, %rbx", false),
+            ("cmpxchg8b (%rdi)", true),
+            ("movl %eax, (%rdi)", false),
+            ("amoadd.w a0, a1, (a2)", true),
+            ("lr.d a0, (a1)", true),
+            ("sd a0, 8(sp)", false),
+            ("", false),
+        ] {
+            assert_eq!(is_atomic_rmw(disas), want, "{disas}");
+        }
+    }
+
+    #[test]
+    fn aarch64_atomics_by_encoding() {
+        for (word, what, want) in [
+            (0xb8e0_0020u32, "ldaddal w0, w0, [x1]", true),
+            (0x885f_fc40, "ldaxr w0, [x2]", true),
+            (0x8811_7c41, "stxr w17, w1, [x2]", true),
+            (0x88e0_fc41, "casal w0, w1, [x2]", true),
+            (0x88df_fc20, "ldar w0, [x1]", false),
+            (0xb940_52e7, "ldr w7, [x23, #0x50]", false),
+        ] {
+            assert_eq!(is_aarch64_atomic_rmw(&word.to_le_bytes()), want, "{what}");
+        }
+        assert!(!is_aarch64_atomic_rmw(&[0x20, 0x00]));
+    }
+}

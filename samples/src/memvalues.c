@@ -7,6 +7,7 @@
 typedef uint64_t v2u64 __attribute__((vector_size(16)));
 
 static _Alignas(16) unsigned char buf[64];
+static volatile int counter = 10;
 
 int main(void)
 {
@@ -24,7 +25,10 @@ int main(void)
 
     uint64_t sum = *p8 + *p16 + *p32 + *p64;
     v2u64 v = *p128;
-    printf("buf=%p sum=%llx v=%llx:%llx\n", (void *)buf, (unsigned long long)sum,
-           (unsigned long long)v[1], (unsigned long long)v[0]);
+    /* An atomic read-modify-write, whose values QEMU may report wrongly. */
+    int before = __atomic_fetch_add(&counter, 5, __ATOMIC_SEQ_CST);
+    printf("buf=%p sum=%llx v=%llx:%llx counter=%p %d->%d\n", (void *)buf,
+           (unsigned long long)sum, (unsigned long long)v[1], (unsigned long long)v[0],
+           (void *)&counter, before, counter);
     return 0;
 }
