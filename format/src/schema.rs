@@ -254,9 +254,7 @@ pub fn regs_batch(first_seq: u64, tid: u32, rows: &[RegValue]) -> RecordBatch {
         u64::from_le_bytes(v)
     };
     let columns: Vec<ArrayRef> = vec![
-        Arc::new(UInt64Array::from_iter_values(
-            first_seq..first_seq + rows.len() as u64,
-        )),
+        seq_column(first_seq, rows.len()),
         tid_column(tid, rows.len()),
         Arc::new(UInt64Array::from_iter_values(
             rows.iter().map(|r| r.block_seq),
@@ -346,9 +344,7 @@ impl Syscall {
 pub fn syscalls_batch(first_seq: u64, tid: u32, rows: &[Syscall]) -> RecordBatch {
     use arrow_array::{Int32Array, Int64Array};
     let mut columns: Vec<ArrayRef> = vec![
-        Arc::new(UInt64Array::from_iter_values(
-            first_seq..first_seq + rows.len() as u64,
-        )),
+        seq_column(first_seq, rows.len()),
         tid_column(tid, rows.len()),
         Arc::new(UInt64Array::from_iter_values(
             rows.iter().map(|r| r.block_seq),
@@ -408,9 +404,7 @@ pub fn mem_batch(first_seq: u64, tid: u32, rows: &[MemAccess]) -> RecordBatch {
     let flag = |f: u8| BooleanArray::from_iter(rows.iter().map(|r| Some(r.flags & f != 0)));
     let has_value = |r: &MemAccess| r.flags & MemAccess::HAS_VALUE != 0;
     let columns: Vec<ArrayRef> = vec![
-        Arc::new(UInt64Array::from_iter_values(
-            first_seq..first_seq + rows.len() as u64,
-        )),
+        seq_column(first_seq, rows.len()),
         tid_column(tid, rows.len()),
         Arc::new(UInt64Array::from_iter_values(
             rows.iter().map(|r| r.block_seq),
@@ -436,13 +430,21 @@ pub fn mem_batch(first_seq: u64, tid: u32, rows: &[MemAccess]) -> RecordBatch {
 /// A batch of `blocks`: `ids[i]` executed as event `first_seq + i` by
 /// guest thread `tid`.
 pub fn blocks_batch(first_seq: u64, tid: u32, ids: &[u32]) -> RecordBatch {
-    let seq = UInt64Array::from_iter_values(first_seq..first_seq + ids.len() as u64);
     let id = UInt32Array::from(ids.to_vec());
     RecordBatch::try_new(
         Table::Blocks.schema(),
-        vec![Arc::new(seq), tid_column(tid, ids.len()), Arc::new(id)],
+        vec![
+            seq_column(first_seq, ids.len()),
+            tid_column(tid, ids.len()),
+            Arc::new(id),
+        ],
     )
     .expect("blocks batch matches its schema")
+}
+
+/// The `seq` column of a batch: `first..first + rows`.
+fn seq_column(first: u64, rows: usize) -> ArrayRef {
+    Arc::new(UInt64Array::from_iter_values(first..first + rows as u64))
 }
 
 /// The `tid` column of a batch made by one thread.

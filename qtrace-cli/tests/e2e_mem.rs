@@ -125,6 +125,21 @@ fn every_access_equals_libmem_access_by_access() {
     }
 }
 
+/// An address the memvalues sample prints (`key0x...`): static, so the same
+/// in every run of that binary.
+fn printed_address(arch: &str, prog: &std::path::Path, key: &str) -> u64 {
+    let out = std::process::Command::new(common::qemu(arch))
+        .arg(prog)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    stdout
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix(key))
+        .map(|h| u64::from_str_radix(h.trim_start_matches("0x"), 16).unwrap())
+        .unwrap_or_else(|| panic!("{key} in {stdout}"))
+}
+
 /// The sample's pattern, read back from the trace at the address it prints.
 #[test]
 fn known_values_of_every_width() {
@@ -132,16 +147,7 @@ fn known_values_of_every_width() {
         let Some(prog) = sample(arch, "memvalues") else {
             continue;
         };
-        let out = std::process::Command::new(common::qemu(arch))
-            .arg(&prog)
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8(out.stdout).unwrap();
-        let buf = stdout
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix("buf=0x"))
-            .map(|h| u64::from_str_radix(h, 16).unwrap())
-            .expect("buf= in the sample's output");
+        let buf = printed_address(arch, &prog, "buf=");
         let (_dir, trace) = record(&[&prog.display().to_string()], &["mem=values"]);
         let mut seen: BTreeMap<(u64, &str), Vec<String>> = BTreeMap::new();
         let lines = run_python(ACCESSES, &trace);
@@ -216,19 +222,8 @@ for addr, store, inexact in duckdb.sql(f"""
             assert_ne!(arch, "x86_64", "samples not built");
             continue;
         };
-        let out = std::process::Command::new(common::qemu(arch))
-            .arg(&prog)
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8(out.stdout).unwrap();
-        let addr_of = |key: &str| {
-            stdout
-                .split_whitespace()
-                .find_map(|w| w.strip_prefix(key))
-                .map(|h| u64::from_str_radix(h.trim_start_matches("0x"), 16).unwrap())
-                .unwrap_or_else(|| panic!("{key} in {stdout}"))
-        };
-        let (counter, buf) = (addr_of("counter="), addr_of("buf="));
+        let counter = printed_address(arch, &prog, "counter=");
+        let buf = printed_address(arch, &prog, "buf=");
         let (_dir, trace) = record(&[&prog.display().to_string()], &["mem=values"]);
         let rows: Vec<(u64, bool, bool)> = run_python(BY_ADDR, &trace)
             .lines()

@@ -111,25 +111,23 @@ impl SyscallLane {
     }
 
     fn flush_regs(&mut self, state: &State) {
-        let n = self.regs.len() as u64;
-        if n == 0 {
-            return;
-        }
         let rows = std::mem::take(&mut self.regs);
-        if std::process::id() != state.pid {
-            self.lost += n;
-        } else {
-            let batch = RegsBatch {
-                vcpu: self.vcpu,
-                tid: tid_of(self.vcpu),
-                first_seq: self.regs_next_seq,
-                rows,
-            };
-            if state.sink.send_regs(batch).is_err() {
-                self.lost += n;
-            }
-        }
-        self.regs_next_seq += n;
+        let (vcpu, tid) = (self.vcpu, tid_of(self.vcpu));
+        hand_over(
+            state,
+            rows,
+            &mut self.regs_next_seq,
+            &mut self.lost,
+            |rows, first_seq| {
+                let batch = RegsBatch {
+                    vcpu,
+                    tid,
+                    first_seq,
+                    rows,
+                };
+                state.sink.send_regs(batch).is_ok()
+            },
+        );
     }
 
     /// Appends a finished (or abandoned) call, flushing a full buffer.
@@ -150,28 +148,26 @@ impl SyscallLane {
         }
     }
 
-    /// Hands the buffer to the writers, as `MemLane::flush`.
+    /// Hands the buffer (and the registers read) to the writers.
     fn flush(&mut self, state: &State) {
         self.flush_regs(state);
-        let n = self.buf.len() as u64;
-        if n == 0 {
-            return;
-        }
         let rows = std::mem::take(&mut self.buf);
-        if std::process::id() != state.pid {
-            self.lost += n;
-        } else {
-            let batch = SyscallBatch {
-                vcpu: self.vcpu,
-                tid: tid_of(self.vcpu),
-                first_seq: self.next_seq,
-                rows,
-            };
-            if state.sink.send_syscalls(batch).is_err() {
-                self.lost += n;
-            }
-        }
-        self.next_seq += n;
+        let (vcpu, tid) = (self.vcpu, tid_of(self.vcpu));
+        hand_over(
+            state,
+            rows,
+            &mut self.next_seq,
+            &mut self.lost,
+            |rows, first_seq| {
+                let batch = SyscallBatch {
+                    vcpu,
+                    tid,
+                    first_seq,
+                    rows,
+                };
+                state.sink.send_syscalls(batch).is_ok()
+            },
+        );
     }
 }
 
@@ -201,29 +197,51 @@ impl VcpuSlot for MemLane {
 }
 
 impl MemLane {
-    /// Hands the buffer to the writers, as `Lane::flush`.
+    /// Hands the buffer to the writers.
     #[cold]
     fn flush(&mut self, state: &State) {
-        let n = self.buf.len() as u64;
-        if n == 0 {
+        if self.buf.is_empty() {
             return;
         }
         let rows = std::mem::replace(&mut self.buf, Vec::with_capacity(MEM_BUFFER));
-        if std::process::id() != state.pid {
-            self.lost += n;
-        } else {
-            let batch = MemBatch {
-                vcpu: self.vcpu,
-                tid: tid_of(self.vcpu),
-                first_seq: self.next_seq,
-                rows,
-            };
-            if state.sink.send_mem(batch).is_err() {
-                self.lost += n;
-            }
-        }
-        self.next_seq += n;
+        let (vcpu, tid) = (self.vcpu, tid_of(self.vcpu));
+        hand_over(
+            state,
+            rows,
+            &mut self.next_seq,
+            &mut self.lost,
+            |rows, first_seq| {
+                let batch = MemBatch {
+                    vcpu,
+                    tid,
+                    first_seq,
+                    rows,
+                };
+                state.sink.send_mem(batch).is_ok()
+            },
+        );
     }
+}
+
+/// Hands a lane's full buffer to the writers as rows `*next_seq..` of the
+/// vCPU's partition; `send` makes and sends the batch. A forked child has
+/// the parent's buffers but not its writers (nor, safely, its locks): there,
+/// and when the writers are gone, the rows count as lost.
+fn hand_over<T>(
+    state: &State,
+    rows: Vec<T>,
+    next_seq: &mut u64,
+    lost: &mut u64,
+    send: impl FnOnce(Vec<T>, u64) -> bool,
+) {
+    let n = rows.len() as u64;
+    if n == 0 {
+        return;
+    }
+    if std::process::id() != state.pid || !send(rows, *next_seq) {
+        *lost += n;
+    }
+    *next_seq += n;
 }
 
 /// Distinct translated blocks: a block translated again with the same
