@@ -28,9 +28,7 @@ use crate::ffi::{
 };
 use crate::filter::glob;
 use crate::options::{MemMode, MemRw, Options};
-use crate::sink::{
-    usable_out_dir, BlockBatch, MemBatch, RegsBatch, Sink, SinkConfig, SyscallBatch,
-};
+use crate::sink::{usable_out_dir, Batch, BlockBatch, Msg, Sink, SinkConfig};
 use crate::syscall_names;
 
 pub struct Recorder;
@@ -112,21 +110,12 @@ impl SyscallLane {
 
     fn flush_regs(&mut self, state: &State) {
         let rows = std::mem::take(&mut self.regs);
-        let (vcpu, tid) = (self.vcpu, tid_of(self.vcpu));
         hand_over(
             state,
+            self.vcpu,
             rows,
             &mut self.regs_next_seq,
             &mut self.lost,
-            |rows, first_seq| {
-                let batch = RegsBatch {
-                    vcpu,
-                    tid,
-                    first_seq,
-                    rows,
-                };
-                state.sink.send_regs(batch).is_ok()
-            },
         );
     }
 
@@ -152,22 +141,7 @@ impl SyscallLane {
     fn flush(&mut self, state: &State) {
         self.flush_regs(state);
         let rows = std::mem::take(&mut self.buf);
-        let (vcpu, tid) = (self.vcpu, tid_of(self.vcpu));
-        hand_over(
-            state,
-            rows,
-            &mut self.next_seq,
-            &mut self.lost,
-            |rows, first_seq| {
-                let batch = SyscallBatch {
-                    vcpu,
-                    tid,
-                    first_seq,
-                    rows,
-                };
-                state.sink.send_syscalls(batch).is_ok()
-            },
-        );
+        hand_over(state, self.vcpu, rows, &mut self.next_seq, &mut self.lost);
     }
 }
 
@@ -204,41 +178,29 @@ impl MemLane {
             return;
         }
         let rows = std::mem::replace(&mut self.buf, Vec::with_capacity(MEM_BUFFER));
-        let (vcpu, tid) = (self.vcpu, tid_of(self.vcpu));
-        hand_over(
-            state,
-            rows,
-            &mut self.next_seq,
-            &mut self.lost,
-            |rows, first_seq| {
-                let batch = MemBatch {
-                    vcpu,
-                    tid,
-                    first_seq,
-                    rows,
-                };
-                state.sink.send_mem(batch).is_ok()
-            },
-        );
+        hand_over(state, self.vcpu, rows, &mut self.next_seq, &mut self.lost);
     }
 }
 
 /// Hands a lane's full buffer to the writers as rows `*next_seq..` of the
-/// vCPU's partition; `send` makes and sends the batch. A forked child has
+/// vCPU's partition. A forked child has
 /// the parent's buffers but not its writers (nor, safely, its locks): there,
 /// and when the writers are gone, the rows count as lost.
-fn hand_over<T>(
-    state: &State,
-    rows: Vec<T>,
-    next_seq: &mut u64,
-    lost: &mut u64,
-    send: impl FnOnce(Vec<T>, u64) -> bool,
-) {
+fn hand_over<T>(state: &State, vcpu: u32, rows: Vec<T>, next_seq: &mut u64, lost: &mut u64)
+where
+    Batch<T>: Into<Msg>,
+{
     let n = rows.len() as u64;
     if n == 0 {
         return;
     }
-    if std::process::id() != state.pid || !send(rows, *next_seq) {
+    let batch = Batch {
+        vcpu,
+        tid: tid_of(vcpu),
+        first_seq: *next_seq,
+        rows,
+    };
+    if std::process::id() != state.pid || !state.sink.send(batch) {
         *lost += n;
     }
     *next_seq += n;
@@ -384,9 +346,9 @@ impl Lane {
             vcpu: self.vcpu,
             tid: self.tid,
             first_seq: self.next_seq,
-            ids,
+            rows: ids,
         };
-        if state.sink.send(batch).is_err() {
+        if !state.sink.send(batch) {
             self.lost += n;
         }
         self.next_seq += n;

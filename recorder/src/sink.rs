@@ -20,40 +20,27 @@ use qtrace_format::schema::{
 };
 use qtrace_format::writer::{PartLimits, PartWriter};
 
-/// A buffer of block ids executed by one vCPU, starting at event `first_seq`.
-pub struct BlockBatch {
+/// Rows of one table made by one guest thread on one vCPU: rows
+/// `first_seq..` of that vCPU's partition.
+pub struct Batch<T> {
     pub vcpu: u32,
-    /// The guest thread that executed every block of the batch.
+    /// The guest thread that made every row of the batch.
     pub tid: u32,
     pub first_seq: u64,
-    pub ids: Vec<u32>,
+    pub rows: Vec<T>,
 }
 
-/// Memory accesses of one vCPU, starting at access `first_seq`.
-pub struct MemBatch {
-    pub vcpu: u32,
-    pub tid: u32,
-    pub first_seq: u64,
-    pub rows: Vec<MemAccess>,
-}
+/// Block ids executed, for `blocks`.
+pub type BlockBatch = Batch<u32>;
+/// Memory accesses, for `mem`.
+pub type MemBatch = Batch<MemAccess>;
+/// System calls, for `syscalls`.
+pub type SyscallBatch = Batch<Syscall>;
+/// Registers read, for `regs`.
+pub type RegsBatch = Batch<RegValue>;
 
-/// System calls of one vCPU, starting at call `first_seq`.
-pub struct SyscallBatch {
-    pub vcpu: u32,
-    pub tid: u32,
-    pub first_seq: u64,
-    pub rows: Vec<Syscall>,
-}
-
-/// Register values read by one vCPU, starting at row `first_seq` of `regs`.
-pub struct RegsBatch {
-    pub vcpu: u32,
-    pub tid: u32,
-    pub first_seq: u64,
-    pub rows: Vec<RegValue>,
-}
-
-enum Msg {
+/// What vCPUs hand to the writers: one batch of one table, or the order to stop.
+pub enum Msg {
     Blocks(BlockBatch),
     Mem(MemBatch),
     Syscalls(SyscallBatch),
@@ -61,6 +48,30 @@ enum Msg {
     /// Seal everything and stop.
     Finish,
 }
+
+impl Msg {
+    /// The vCPU whose partition the batch goes to (its writer is `vcpu % writers`).
+    fn vcpu(&self) -> u32 {
+        match self {
+            Msg::Blocks(b) => b.vcpu,
+            Msg::Mem(b) => b.vcpu,
+            Msg::Syscalls(b) => b.vcpu,
+            Msg::Regs(b) => b.vcpu,
+            Msg::Finish => 0,
+        }
+    }
+}
+
+macro_rules! batch_into_msg {
+    ($($batch:ident => $variant:ident),*) => {
+        $(impl From<$batch> for Msg {
+            fn from(b: $batch) -> Msg {
+                Msg::$variant(b)
+            }
+        })*
+    };
+}
+batch_into_msg!(BlockBatch => Blocks, MemBatch => Mem, SyscallBatch => Syscalls, RegsBatch => Regs);
 
 /// What the writers did, per table and vCPU.
 #[derive(Debug, Default)]
@@ -162,41 +173,12 @@ impl Sink {
         self.pool.take()
     }
 
-    /// Hands a full buffer to its writer, waiting while that writer's queue is
-    /// full. Returns the batch if the writers have already finished.
-    pub fn send(&self, batch: BlockBatch) -> Result<(), BlockBatch> {
-        let tx = &self.senders[batch.vcpu as usize % self.senders.len()];
-        tx.send(Msg::Blocks(batch)).map_err(|e| match e.0 {
-            Msg::Blocks(b) => b,
-            _ => unreachable!("only blocks are sent here"),
-        })
-    }
-
-    /// Hands a full buffer of memory accesses to its writer, as [`Sink::send`].
-    pub fn send_mem(&self, batch: MemBatch) -> Result<(), MemBatch> {
-        let tx = &self.senders[batch.vcpu as usize % self.senders.len()];
-        tx.send(Msg::Mem(batch)).map_err(|e| match e.0 {
-            Msg::Mem(b) => b,
-            _ => unreachable!("only accesses are sent here"),
-        })
-    }
-
-    /// Hands a buffer of system calls to its writer, as [`Sink::send`].
-    pub fn send_syscalls(&self, batch: SyscallBatch) -> Result<(), SyscallBatch> {
-        let tx = &self.senders[batch.vcpu as usize % self.senders.len()];
-        tx.send(Msg::Syscalls(batch)).map_err(|e| match e.0 {
-            Msg::Syscalls(b) => b,
-            _ => unreachable!("only system calls are sent here"),
-        })
-    }
-
-    /// Hands register values to their writer, as [`Sink::send`].
-    pub fn send_regs(&self, batch: RegsBatch) -> Result<(), RegsBatch> {
-        let tx = &self.senders[batch.vcpu as usize % self.senders.len()];
-        tx.send(Msg::Regs(batch)).map_err(|e| match e.0 {
-            Msg::Regs(b) => b,
-            _ => unreachable!("only registers are sent here"),
-        })
+    /// Hands a full buffer to its vCPU's writer, waiting while that
+    /// writer's queue is full. False if the writers have already finished.
+    pub fn send(&self, batch: impl Into<Msg>) -> bool {
+        let msg = batch.into();
+        let tx = &self.senders[msg.vcpu() as usize % self.senders.len()];
+        tx.send(msg).is_ok()
     }
 
     /// Seals every part and stops the writers; the batches already queued are
@@ -262,12 +244,12 @@ impl Writer {
 
     /// Writes a batch and gives back its buffer.
     fn write(&mut self, batch: BlockBatch) -> Vec<u32> {
-        let n = batch.ids.len();
+        let n = batch.rows.len();
         if let Some(part) = self.part(Table::Blocks, batch.vcpu, n) {
-            let r = part.write_blocks(batch.first_seq, batch.tid, &batch.ids);
+            let r = part.write_blocks(batch.first_seq, batch.tid, &batch.rows);
             self.result(Table::Blocks, batch.vcpu, n, r);
         }
-        batch.ids
+        batch.rows
     }
 
     fn write_mem(&mut self, batch: MemBatch) {
@@ -370,14 +352,13 @@ mod tests {
         for vcpu in 0..3u32 {
             for k in 0..5u64 {
                 let ids = vec![vcpu * 10 + k as u32; 1000];
-                sink.send(BlockBatch {
+                let sent = sink.send(BlockBatch {
                     vcpu,
                     tid: 100 + vcpu,
                     first_seq: k * 1000,
-                    ids,
-                })
-                .map_err(|_| "writers gone")
-                .unwrap();
+                    rows: ids,
+                });
+                assert!(sent, "writers gone");
             }
         }
         let report = sink.finish();
