@@ -23,26 +23,19 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use parquet::arrow::{add_encoded_arrow_schema_to_metadata, ArrowSchemaConverter};
-use parquet::basic::{Compression, Encoding, PageType, ZstdLevel};
-use parquet::column::page::{CompressedPage, Page, PageWriter};
+use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::column::writer::ColumnCloseResult;
-use parquet::errors::{ParquetError, Result};
-use parquet::file::metadata::ColumnChunkMetaData;
+use parquet::errors::Result;
 use parquet::file::properties::{WriterProperties, WriterVersion};
 use parquet::file::statistics::Statistics;
-use parquet::file::writer::{SerializedFileWriter, SerializedPageWriter, TrackedWrite};
+use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::{ColumnDescPtr, SchemaDescriptor};
 
+use crate::pages::{column, data_page, encode_constant, encode_seq, Chunk, Zstd};
 use crate::schema::{col, Table};
 
 /// Rows per data page of `block_id`: 1 MiB before compression.
 const ID_PAGE_ROWS: usize = 1 << 18;
-/// DELTA_BINARY_PACKED block layout of the arithmetic pages: 32768 values
-/// in 4 miniblocks (the format asks for a multiple of 128 and of 4 × 32).
-/// A block costs 5 bytes whatever its size, so large blocks make `seq` and
-/// `tid` almost free: 128-value blocks cost 0.04 byte a row each.
-const DELTA_BLOCK: usize = 1 << 15;
-const DELTA_MINIBLOCKS: usize = 4;
 
 /// Writes one Parquet file of the `blocks` table, a row group per call.
 pub struct BlocksFileWriter<W: Write + Send> {
@@ -50,9 +43,8 @@ pub struct BlocksFileWriter<W: Write + Send> {
     seq_descr: ColumnDescPtr,
     tid_descr: ColumnDescPtr,
     id_descr: ColumnDescPtr,
-    zstd_level: i32,
     /// Kept from row group to row group: a new one allocates its tables again.
-    compressor: zstd::bulk::Compressor<'static>,
+    zstd: Zstd,
 }
 
 impl<W: Write + Send> BlocksFileWriter<W> {
@@ -71,14 +63,12 @@ impl<W: Write + Send> BlocksFileWriter<W> {
         let tid_descr = column(&schema, col::TID)?;
         let id_descr = column(&schema, col::BLOCK_ID)?;
         let inner = SerializedFileWriter::new(sink, schema.root_schema_ptr(), Arc::new(props))?;
-        let compressor = zstd::bulk::Compressor::new(zstd_level).map_err(external)?;
         Ok(BlocksFileWriter {
             inner,
             seq_descr,
             tid_descr,
             id_descr,
-            zstd_level,
-            compressor,
+            zstd: Zstd::new(zstd_level)?,
         })
     }
 
@@ -90,8 +80,7 @@ impl<W: Write + Send> BlocksFileWriter<W> {
         }
         let (seq_bytes, seq_close) = encode_seq(&self.seq_descr, first_seq, ids.len())?;
         let (tid_bytes, tid_close) = encode_constant(&self.tid_descr, tid, ids.len())?;
-        let (id_bytes, id_close) =
-            encode_ids(&self.id_descr, ids, &mut self.compressor, self.zstd_level)?;
+        let (id_bytes, id_close) = encode_ids(&self.id_descr, ids, &mut self.zstd)?;
         let mut rg = self.inner.next_row_group()?;
         rg.append_column(&seq_bytes, seq_close)?;
         rg.append_column(&tid_bytes, tid_close)?;
@@ -106,148 +95,11 @@ impl<W: Write + Send> BlocksFileWriter<W> {
     }
 }
 
-fn column(schema: &SchemaDescriptor, name: &str) -> Result<ColumnDescPtr> {
-    schema
-        .columns()
-        .iter()
-        .find(|c| c.name() == name)
-        .cloned()
-        .ok_or_else(|| ParquetError::General(format!("no column {name}")))
-}
-
-/// The pages of one column chunk, being assembled in memory.
-struct Chunk {
-    sink: TrackedWrite<Vec<u8>>,
-    uncompressed: u64,
-}
-
-impl Chunk {
-    fn new(capacity: usize) -> Chunk {
-        Chunk {
-            sink: TrackedWrite::new(Vec::with_capacity(capacity)),
-            uncompressed: 0,
-        }
-    }
-
-    fn page(&mut self, page: Page, uncompressed_size: usize) -> Result<()> {
-        let spec = SerializedPageWriter::new(&mut self.sink)
-            .write_page(CompressedPage::new(page, uncompressed_size))?;
-        debug_assert_eq!(spec.page_type, PageType::DATA_PAGE_V2);
-        self.uncompressed += spec.uncompressed_size as u64;
-        Ok(())
-    }
-
-    fn finish(
-        self,
-        descr: &ColumnDescPtr,
-        rows: usize,
-        encoding: Encoding,
-        compression: Compression,
-        statistics: Statistics,
-    ) -> Result<(Bytes, ColumnCloseResult)> {
-        let bytes = Bytes::from(self.sink.into_inner()?);
-        let metadata = ColumnChunkMetaData::builder(descr.clone())
-            .set_encodings(vec![encoding])
-            .set_compression(compression)
-            .set_num_values(rows as i64)
-            .set_total_compressed_size(bytes.len() as i64)
-            .set_total_uncompressed_size(self.uncompressed as i64)
-            .set_data_page_offset(0)
-            .set_statistics(statistics)
-            .build()?;
-        let close = ColumnCloseResult {
-            bytes_written: bytes.len() as u64,
-            rows_written: rows as u64,
-            metadata,
-            bloom_filter: None,
-            column_index: None,
-            offset_index: None,
-        };
-        Ok((bytes, close))
-    }
-}
-
-fn data_page(buf: Vec<u8>, rows: usize, encoding: Encoding, compressed: bool) -> Page {
-    Page::DataPageV2 {
-        buf: Bytes::from(buf),
-        num_values: rows as u32,
-        encoding,
-        num_nulls: 0,
-        num_rows: rows as u32,
-        def_levels_byte_len: 0,
-        rep_levels_byte_len: 0,
-        is_compressed: compressed,
-        statistics: None,
-    }
-}
-
-/// `first, first + step, ...` (`rows` values) as the bytes of one
-/// DELTA_BINARY_PACKED page: a header, then per block the minimum delta
-/// (`step`) and four zero bit widths, with no payload.
-fn arithmetic_page(first: i64, step: i64, rows: usize) -> Vec<u8> {
-    let blocks = (rows - 1).div_ceil(DELTA_BLOCK);
-    let mut buf = Vec::with_capacity(32 + blocks * (10 + DELTA_MINIBLOCKS));
-    varint(&mut buf, DELTA_BLOCK as u64);
-    varint(&mut buf, DELTA_MINIBLOCKS as u64);
-    varint(&mut buf, rows as u64);
-    varint(&mut buf, zigzag(first));
-    for _ in 0..blocks {
-        varint(&mut buf, zigzag(step));
-        buf.extend_from_slice(&[0; DELTA_MINIBLOCKS]);
-    }
-    buf
-}
-
-/// A column chunk of one uncompressed DELTA_BINARY_PACKED page.
-fn delta_chunk(
-    descr: &ColumnDescPtr,
-    page: Vec<u8>,
-    rows: usize,
-    stats: Statistics,
-) -> Result<(Bytes, ColumnCloseResult)> {
-    let size = page.len();
-    let mut chunk = Chunk::new(size + 64);
-    chunk.page(
-        data_page(page, rows, Encoding::DELTA_BINARY_PACKED, false),
-        size,
-    )?;
-    chunk.finish(
-        descr,
-        rows,
-        Encoding::DELTA_BINARY_PACKED,
-        Compression::UNCOMPRESSED,
-        stats,
-    )
-}
-
-/// `first..first + rows`: `seq`.
-fn encode_seq(
-    descr: &ColumnDescPtr,
-    first: u64,
-    rows: usize,
-) -> Result<(Bytes, ColumnCloseResult)> {
-    let last = first + rows as u64 - 1;
-    let stats = Statistics::int64(Some(first as i64), Some(last as i64), None, Some(0), false);
-    delta_chunk(descr, arithmetic_page(first as i64, 1, rows), rows, stats)
-}
-
-/// `value`, `rows` times: `tid`, the same for a whole row group.
-fn encode_constant(
-    descr: &ColumnDescPtr,
-    value: u32,
-    rows: usize,
-) -> Result<(Bytes, ColumnCloseResult)> {
-    let v = value as i32;
-    let stats = Statistics::int32(Some(v), Some(v), None, Some(0), false);
-    delta_chunk(descr, arithmetic_page(i64::from(v), 0, rows), rows, stats)
-}
-
 /// `ids` as PLAIN pages, each compressed with zstd.
 fn encode_ids(
     descr: &ColumnDescPtr,
     ids: &[u32],
-    compressor: &mut zstd::bulk::Compressor<'static>,
-    level: i32,
+    zstd: &mut Zstd,
 ) -> Result<(Bytes, ColumnCloseResult)> {
     let mut chunk = Chunk::new(ids.len() / 2 + 1024);
     let min = ids.iter().copied().min().unwrap_or(0);
@@ -256,20 +108,19 @@ fn encode_ids(
         // PLAIN is the values' little-endian bytes: on a little-endian host,
         // the slice as it is in memory.
         let plain = plain_bytes(page);
-        let packed = compressor.compress(&plain).map_err(external)?;
+        let packed = zstd.compress(&plain)?;
         chunk.page(
-            data_page(packed, page.len(), Encoding::PLAIN, true),
+            data_page(packed, page.len(), 0, 0, Encoding::PLAIN, true),
             plain.len(),
         )?;
     }
     let stats = Statistics::int32(Some(min as i32), Some(max as i32), None, Some(0), false);
-    let level = ZstdLevel::try_new(level)?;
     chunk.finish(
         descr,
         ids.len(),
-        Encoding::PLAIN,
-        Compression::ZSTD(level),
-        stats,
+        vec![Encoding::PLAIN],
+        zstd.codec()?,
+        Some(stats),
     )
 }
 
@@ -281,22 +132,6 @@ fn plain_bytes(values: &[u32]) -> std::borrow::Cow<'_, [u8]> {
 #[cfg(target_endian = "big")]
 fn plain_bytes(values: &[u32]) -> std::borrow::Cow<'_, [u8]> {
     std::borrow::Cow::Owned(values.iter().flat_map(|v| v.to_le_bytes()).collect())
-}
-
-fn external(e: std::io::Error) -> ParquetError {
-    ParquetError::External(Box::new(e))
-}
-
-fn varint(buf: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        buf.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    buf.push(v as u8);
-}
-
-fn zigzag(v: i64) -> u64 {
-    ((v << 1) ^ (v >> 63)) as u64
 }
 
 #[cfg(test)]

@@ -18,6 +18,8 @@ use std::path::{Path, PathBuf};
 pub mod blocks_writer;
 pub mod layout;
 pub mod manifest;
+pub mod mem_writer;
+mod pages;
 pub mod reader;
 pub mod schema;
 pub mod writer;

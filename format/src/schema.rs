@@ -398,35 +398,6 @@ impl MemAccess {
     pub const INEXACT: u8 = 16;
 }
 
-/// A batch of `mem`: `rows[i]` is access `first_seq + i`.
-pub fn mem_batch(first_seq: u64, tid: u32, rows: &[MemAccess]) -> RecordBatch {
-    use arrow_array::{BooleanArray, UInt16Array, UInt8Array};
-    let flag = |f: u8| BooleanArray::from_iter(rows.iter().map(|r| Some(r.flags & f != 0)));
-    let has_value = |r: &MemAccess| r.flags & MemAccess::HAS_VALUE != 0;
-    let columns: Vec<ArrayRef> = vec![
-        seq_column(first_seq, rows.len()),
-        tid_column(tid, rows.len()),
-        Arc::new(UInt64Array::from_iter_values(
-            rows.iter().map(|r| r.block_seq),
-        )),
-        Arc::new(UInt16Array::from_iter_values(rows.iter().map(|r| r.insn))),
-        Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.addr))),
-        Arc::new(UInt8Array::from_iter_values(rows.iter().map(|r| r.size))),
-        Arc::new(flag(MemAccess::STORE)),
-        Arc::new(UInt64Array::from_iter(
-            rows.iter().map(|r| has_value(r).then_some(r.value)),
-        )),
-        Arc::new(UInt64Array::from_iter(
-            rows.iter()
-                .map(|r| (has_value(r) && r.size > 8).then_some(r.value_hi)),
-        )),
-        Arc::new(flag(MemAccess::SIGN_EXTENDED)),
-        Arc::new(flag(MemAccess::BIG_ENDIAN)),
-        Arc::new(flag(MemAccess::INEXACT)),
-    ];
-    RecordBatch::try_new(Table::Mem.schema(), columns).expect("mem batch matches its schema")
-}
-
 /// A batch of `blocks`: `ids[i]` executed as event `first_seq + i` by
 /// guest thread `tid`.
 pub fn blocks_batch(first_seq: u64, tid: u32, ids: &[u32]) -> RecordBatch {

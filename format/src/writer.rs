@@ -14,6 +14,7 @@ use parquet::arrow::ArrowWriter;
 
 use crate::blocks_writer::BlocksFileWriter;
 use crate::layout::{in_progress_name, part_name, partition_dir};
+use crate::mem_writer::{MemFileWriter, MemRows};
 use crate::schema::Table;
 use crate::{Error, Result};
 
@@ -33,11 +34,12 @@ impl Default for PartLimits {
     }
 }
 
-/// `blocks` has its own encoder (see `blocks_writer`); the other tables go
-/// through the generic Arrow writer.
+/// `blocks` and `mem` have their own encoders (see `blocks_writer`,
+/// `mem_writer`); the other tables go through the generic Arrow writer.
 enum Encoder {
     Arrow(ArrowWriter<BufWriter<File>>),
     Blocks(BlocksFileWriter<BufWriter<File>>),
+    Mem(MemFileWriter<BufWriter<File>>),
 }
 
 struct OpenPart {
@@ -80,17 +82,12 @@ impl PartWriter {
     }
 
     /// Appends a batch, sealing the current part first if it is full or old.
-    /// For every table but `blocks`.
+    /// For every table but `blocks` and `mem`.
     pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
         let open = self.part_with_room()?;
         match &mut open.encoder {
             Encoder::Arrow(w) => w.write(batch).map_err(|e| Error::parquet(&open.tmp, e))?,
-            Encoder::Blocks(_) => {
-                return Err(Error::schema(
-                    crate::schema::col::SEQ,
-                    "written with write_blocks",
-                ))
-            }
+            Encoder::Blocks(_) | Encoder::Mem(_) => return Err(wrong_encoder()),
         }
         open.rows += batch.num_rows() as u64;
         Ok(())
@@ -104,14 +101,22 @@ impl PartWriter {
             Encoder::Blocks(w) => w
                 .write_row_group(first_seq, tid, ids)
                 .map_err(|e| Error::parquet(&open.tmp, e))?,
-            Encoder::Arrow(_) => {
-                return Err(Error::schema(
-                    crate::schema::col::SEQ,
-                    "a column of this table",
-                ))
-            }
+            Encoder::Arrow(_) | Encoder::Mem(_) => return Err(wrong_encoder()),
         }
         open.rows += ids.len() as u64;
+        Ok(())
+    }
+
+    /// Appends rows of `mem` as one row group.
+    pub fn write_mem(&mut self, rows: &MemRows) -> Result<()> {
+        let open = self.part_with_room()?;
+        match &mut open.encoder {
+            Encoder::Mem(w) => w
+                .write_row_group(rows)
+                .map_err(|e| Error::parquet(&open.tmp, e))?,
+            Encoder::Arrow(_) | Encoder::Blocks(_) => return Err(wrong_encoder()),
+        }
+        open.rows += rows.len() as u64;
         Ok(())
     }
 
@@ -143,6 +148,7 @@ impl PartWriter {
         let file = match open.encoder {
             Encoder::Arrow(w) => w.into_inner(),
             Encoder::Blocks(w) => w.finish(),
+            Encoder::Mem(w) => w.finish(),
         }
         .map_err(|e| Error::parquet(&open.tmp, e))?;
         let file = file
@@ -177,6 +183,7 @@ impl PartWriter {
         let sink = BufWriter::with_capacity(1 << 20, file);
         let encoder = match self.table {
             Table::Blocks => BlocksFileWriter::new(sink, self.zstd_level).map(Encoder::Blocks),
+            Table::Mem => MemFileWriter::new(sink, self.zstd_level).map(Encoder::Mem),
             table => ArrowWriter::try_new(
                 sink,
                 table.schema(),
@@ -192,6 +199,14 @@ impl PartWriter {
             opened: Instant::now(),
         })
     }
+}
+
+/// A batch given to the writing function of another table.
+fn wrong_encoder() -> Error {
+    Error::schema(
+        crate::schema::col::SEQ,
+        "rows written with the function of another table",
+    )
 }
 
 /// Writes a whole small table (one part) in one go.

@@ -366,6 +366,12 @@ impl Insn<'_> {
 pub struct MemInfo(sys::qemu_plugin_meminfo_t);
 
 impl MemInfo {
+    /// QEMU's own description, as it is (see `stream::decode`).
+    #[inline(always)]
+    pub fn raw(self) -> u32 {
+        self.0
+    }
+
     /// Bytes accessed.
     #[inline(always)]
     pub fn size(self) -> u8 {

@@ -16,4 +16,5 @@ mod filter;
 mod options;
 mod recorder;
 mod sink;
+mod stream;
 mod syscall_names;

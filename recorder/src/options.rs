@@ -13,7 +13,8 @@ pub const HELP: &str = "\
 options: out=DIR (required: the trace directory, created; must not exist or be empty)
          zstd=1..22 (compression level, default 1)
          writers=1..16 (background writer threads, default 1)
-         buffer=N (block events per vCPU buffer, 1024..16777216, default 262144)
+         buffer=N (32-bit words per vCPU buffer, 1024..16777216, default 262144,
+                   or 1048576 with mem=: a block takes 1 word, an access 3 to 7)
          queue=N (full buffers waiting per writer before vCPUs wait, 1..1024, default 8)
          part_secs=S (seal a part file after S seconds, 0.05..3600, default 1)
          part_rows=N (seal a part file after N rows, default 67108864)
@@ -145,6 +146,10 @@ impl Options {
                 }
                 _ => return Err(format!("unknown option `{key}`\n{HELP}")),
             }
+        }
+        if o.mem != MemMode::Off && !o.given.contains_key("buffer") {
+            // Accesses fill buffers several times faster than blocks.
+            o.buffer = 1 << 20;
         }
         o.out = out.ok_or_else(|| format!("option `out` is required\n{HELP}"))?;
         Ok(o)

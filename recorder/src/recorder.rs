@@ -1,8 +1,9 @@
 //! What the recorder does at each callback: gives each distinct translated
-//! block an id, appends executed ids to the vCPU's own buffer, hands full
-//! buffers to the writers, and at exit writes the block dictionary, the
-//! counts and the manifest. Memory accesses and system calls, when recorded,
-//! go to buffers of their own per vCPU in the same way.
+//! block an id, appends executed ids (and, when recorded, memory accesses:
+//! see `stream`) to the vCPU's own buffer, hands full buffers to the
+//! writers, and at exit writes the block dictionary, the counts and the
+//! manifest. System calls, when recorded, go to buffers of their own per
+//! vCPU.
 //!
 //! The execution callback is the hot path: it must take no lock, touch no
 //! state shared between vCPUs and allocate nothing but a new buffer when one
@@ -16,8 +17,7 @@ use std::sync::{Mutex, OnceLock};
 use qtrace_format::manifest::now_rfc3339;
 use qtrace_format::manifest::ThreadTotals;
 use qtrace_format::schema::{
-    block_counts_batch, BlockCount, BlockDictBuilder, BlockInfo, InsnInfo, MemAccess, RegValue,
-    Syscall,
+    block_counts_batch, BlockCount, BlockDictBuilder, BlockInfo, InsnInfo, RegValue, Syscall,
 };
 use qtrace_format::writer::{write_table, PartLimits};
 use qtrace_format::{Manifest, Table, VcpuTotals};
@@ -28,7 +28,8 @@ use crate::ffi::{
 };
 use crate::filter::glob;
 use crate::options::{MemMode, MemRw, Options};
-use crate::sink::{usable_out_dir, Batch, BlockBatch, Msg, Sink, SinkConfig};
+use crate::sink::{usable_out_dir, Batch, BlockBatch, Msg, Sink, SinkConfig, StreamBatch};
+use crate::stream;
 use crate::syscall_names;
 
 pub struct Recorder;
@@ -56,8 +57,6 @@ static STATE: OnceLock<State> = OnceLock::new();
 /// Each vCPU's buffer, outside `STATE` so that the hot path reaches it with
 /// no check that `STATE` is set.
 static LANES: PerVcpu<Lane> = PerVcpu::new();
-/// Each vCPU's buffer of memory accesses (option `mem=`).
-static MEM_LANES: PerVcpu<MemLane> = PerVcpu::new();
 
 /// Each vCPU's system calls (option `syscalls=`), boxed at its first call:
 /// calls are rare, and an empty slot is then one null pointer.
@@ -145,43 +144,6 @@ impl SyscallLane {
     }
 }
 
-/// Memory accesses per buffer: 2 MiB.
-const MEM_BUFFER: usize = 1 << 16;
-/// In a memory callback's data, above the instruction index: record the value.
-const MEM_WITH_VALUE: u64 = 1 << 16;
-/// ... and the instruction is an atomic read-modify-write.
-const MEM_INEXACT: u64 = 1 << 17;
-
-/// One vCPU's buffer of memory accesses.
-struct MemLane {
-    buf: Vec<MemAccess>,
-    vcpu: u32,
-    /// Sequence number of `buf[0]`.
-    next_seq: u64,
-    lost: u64,
-}
-
-impl VcpuSlot for MemLane {
-    const EMPTY: MemLane = MemLane {
-        buf: Vec::new(),
-        vcpu: 0,
-        next_seq: 0,
-        lost: 0,
-    };
-}
-
-impl MemLane {
-    /// Hands the buffer to the writers.
-    #[cold]
-    fn flush(&mut self, state: &State) {
-        if self.buf.is_empty() {
-            return;
-        }
-        let rows = std::mem::replace(&mut self.buf, Vec::with_capacity(MEM_BUFFER));
-        hand_over(state, self.vcpu, rows, &mut self.next_seq, &mut self.lost);
-    }
-}
-
 /// Hands a lane's full buffer to the writers as rows `*next_seq..` of the
 /// vCPU's partition. A forked child has
 /// the parent's buffers but not its writers (nor, safely, its locks): there,
@@ -237,6 +199,12 @@ struct Lane {
     next_seq: u64,
     /// `seq` of this thread's first block on this vCPU.
     thread_first_seq: u64,
+    /// Words of memory records in `buf`, and how many records.
+    mem_words: usize,
+    mem_records: u64,
+    /// `seq` in `mem` of the first record in `buf`.
+    mem_next_seq: u64,
+    /// Events (blocks and accesses) that could not be written.
     lost: u64,
 }
 
@@ -252,6 +220,9 @@ impl VcpuSlot for Lane {
         tid: 0,
         next_seq: 0,
         thread_first_seq: 0,
+        mem_words: 0,
+        mem_records: 0,
+        mem_next_seq: 0,
         lost: 0,
     };
 }
@@ -294,15 +265,46 @@ impl Lane {
         }
     }
 
-    /// `seq` of the block executing now (the last one appended).
+    /// Appends a memory record (see `stream`): hot like [`Lane::push`].
     #[inline(always)]
-    fn current_seq(&self) -> u64 {
+    fn push_mem<const N: usize>(&mut self, vcpu: u32, words: [u32; N]) {
+        if self.room() < N {
+            mem_slow(self, vcpu);
+            if self.room() < N {
+                self.lost += 1;
+                return;
+            }
+        }
+        // SAFETY: `N` slots from `cursor` are in `buf` (checked above).
+        unsafe {
+            for w in words {
+                store(self.cursor, w);
+                self.cursor = self.cursor.add(1);
+            }
+        }
+        self.mem_words += N;
+        self.mem_records += 1;
+    }
+
+    /// Free slots in `buf` (none before the first event).
+    #[inline(always)]
+    fn room(&self) -> usize {
+        (self.end as usize - self.cursor as usize) / std::mem::size_of::<u32>()
+    }
+
+    /// Words written in `buf`.
+    fn filled(&self) -> usize {
         let start = self
             .buf
             .as_ref()
             .map_or(self.cursor, |b| b.as_ptr().cast_mut());
-        let filled = (self.cursor as usize - start as usize) / std::mem::size_of::<u32>();
-        (self.next_seq + filled as u64).saturating_sub(1)
+        (self.cursor as usize - start as usize) / std::mem::size_of::<u32>()
+    }
+
+    /// `seq` of the block executing now (the last one appended).
+    fn current_seq(&self) -> u64 {
+        let blocks = self.filled() - self.mem_words;
+        (self.next_seq + blocks as u64).saturating_sub(1)
     }
 
     /// Makes `buf` the buffer to fill.
@@ -332,13 +334,19 @@ impl Lane {
         // SAFETY: the lane wrote the `n` slots before `cursor`, all within
         // the capacity.
         unsafe { ids.set_len(n) };
-        let n = n as u64;
+        let blocks = (n - self.mem_words) as u64;
+        let records = self.mem_records;
+        let events = blocks + records;
+        let mem_first_seq = self.mem_next_seq;
+        self.mem_words = 0;
+        self.mem_records = 0;
+        self.mem_next_seq += records;
         // A forked child has the parent's buffers but not its writers (nor,
         // safely, its locks): it drops what it records.
         if std::process::id() != state.pid {
             self.start(ids);
-            self.lost += n;
-            self.next_seq += n;
+            self.lost += events;
+            self.next_seq += blocks;
             return;
         }
         self.start(state.sink.empty_buffer());
@@ -348,10 +356,18 @@ impl Lane {
             first_seq: self.next_seq,
             rows: ids,
         };
-        if !state.sink.send(batch) {
-            self.lost += n;
+        let sent = if records == 0 {
+            state.sink.send(batch)
+        } else {
+            state.sink.send(StreamBatch {
+                blocks: batch,
+                mem_first_seq,
+            })
+        };
+        if !sent {
+            self.lost += events;
         }
-        self.next_seq += n;
+        self.next_seq += blocks;
     }
 }
 
@@ -519,15 +535,16 @@ impl Plugin for Recorder {
         drop(table);
         if state.opts.mem != MemMode::Off {
             let value = if state.opts.mem == MemMode::Values {
-                MEM_WITH_VALUE
+                stream::HAS_VALUE
             } else {
                 0
             };
             let loads = state.opts.mem_rw != MemRw::Stores;
             let stores = state.opts.mem_rw != MemRw::Loads;
-            for (i, insn) in insns.iter().enumerate() {
-                let inexact = if atomic[i] { MEM_INEXACT } else { 0 };
-                insn.on_mem::<Recorder>(loads, stores, value | inexact | i as u64);
+            for (i, insn) in insns.iter().enumerate().take(stream::MAX_INSNS as usize) {
+                let inexact = if atomic[i] { stream::INEXACT } else { 0 };
+                let header = stream::MEM_TAG | value | inexact | (i as u32) << stream::INSN_SHIFT;
+                insn.on_mem::<Recorder>(loads, stores, u64::from(header));
             }
         }
         tb.on_exec::<Recorder>(id as u64);
@@ -545,42 +562,27 @@ impl Plugin for Recorder {
     #[inline(always)]
     fn on_mem(vcpu: u32, info: MemInfo, vaddr: u64, data: u64) {
         // Hot like `on_exec`: nothing here can panic.
-        let (Some(lane), Some(blocks)) = (MEM_LANES.get(vcpu), LANES.get(vcpu)) else {
+        let Some(lane) = LANES.get(vcpu) else {
             no_lane();
             return;
         };
-        let mut flags = 0;
-        if info.is_store() {
-            flags |= MemAccess::STORE;
+        let meminfo = info.raw();
+        if !meminfo_checked(meminfo) {
+            check_meminfo(info);
         }
-        if info.is_sign_extended() {
-            flags |= MemAccess::SIGN_EXTENDED;
+        let header = data as u32 | (meminfo & stream::MEMINFO_MASK);
+        let (lo, hi) = (vaddr as u32, (vaddr >> 32) as u32);
+        if header & stream::HAS_VALUE == 0 {
+            lane.push_mem(vcpu, [header, lo, hi]);
+            return;
         }
-        if info.is_big_endian() {
-            flags |= MemAccess::BIG_ENDIAN;
-        }
-        if data & MEM_INEXACT != 0 {
-            flags |= MemAccess::INEXACT;
-        }
-        let (value, value_hi) = if data & MEM_WITH_VALUE != 0 {
-            flags |= MemAccess::HAS_VALUE;
-            info.value()
+        let (v, v_hi) = info.value();
+        let (v0, v1) = (v as u32, (v >> 32) as u32);
+        if stream::record_words(header) == 7 {
+            let (v2, v3) = (v_hi as u32, (v_hi >> 32) as u32);
+            lane.push_mem(vcpu, [header, lo, hi, v0, v1, v2, v3]);
         } else {
-            (0, 0)
-        };
-        let access = MemAccess {
-            block_seq: blocks.current_seq(),
-            addr: vaddr,
-            value,
-            value_hi,
-            insn: data as u16,
-            size: info.size(),
-            flags,
-        };
-        if lane.buf.len() < lane.buf.capacity() {
-            lane.buf.push(access);
-        } else {
-            mem_slow(lane, vcpu, access);
+            lane.push_mem(vcpu, [header, lo, hi, v0, v1]);
         }
     }
 
@@ -660,9 +662,6 @@ impl Plugin for Recorder {
             lane.abandon_pending(state);
             lane.flush(state);
         }
-        if let Some(lane) = MEM_LANES.get(vcpu) {
-            lane.flush(state);
-        }
         if let Some(lane) = LANES.get(vcpu) {
             lane.retire(state);
         }
@@ -710,20 +709,59 @@ fn lane_slow(lane: &mut Lane, vcpu: u32, id: u32) {
     }
 }
 
-/// A vCPU's first memory access, or its buffer is full.
+/// A memory record does not fit in the vCPU's buffer (or there is none).
 #[cold]
 #[inline(never)]
-fn mem_slow(lane: &mut MemLane, vcpu: u32, access: MemAccess) {
+fn mem_slow(lane: &mut Lane, vcpu: u32) {
     ffi::guard("memory access", || {
         let Some(state) = STATE.get() else { return };
-        if lane.buf.capacity() == 0 {
-            lane.vcpu = vcpu;
-            lane.buf.reserve_exact(MEM_BUFFER);
-        } else {
+        if lane.buf.is_some() {
             lane.flush(state);
+        } else {
+            lane.vcpu = vcpu;
+            lane.tid = current_tid();
+            lane.thread_first_seq = lane.next_seq;
+            lane.start(state.sink.empty_buffer());
         }
-        lane.buf.push(access);
     })
+}
+
+/// Distinct meminfo values whose decoding (`stream::decode`) was checked
+/// against QEMU's own functions: one bit each.
+static MEMINFO_CHECKED: [AtomicU64; 1 << 12] = [const { AtomicU64::new(0) }; 1 << 12];
+/// Set if QEMU's meminfo does not decode as `stream::decode` expects (a QEMU
+/// other than 10.0's layout): the trace is then marked incomplete.
+static MEMINFO_MISMATCH: AtomicU64 = AtomicU64::new(0);
+
+#[inline(always)]
+fn meminfo_checked(meminfo: u32) -> bool {
+    let i = (meminfo & stream::MEMINFO_MASK) as usize;
+    MEMINFO_CHECKED[i >> 6].load(Ordering::Relaxed) & (1 << (i & 63)) != 0
+        && meminfo & !stream::MEMINFO_MASK == 0
+}
+
+#[cold]
+#[inline(never)]
+fn check_meminfo(info: MemInfo) {
+    let meminfo = info.raw();
+    let got = stream::decode(meminfo & stream::MEMINFO_MASK);
+    let want = stream::Access {
+        size_shift: info.size().trailing_zeros(),
+        store: info.is_store(),
+        sign_extended: info.is_sign_extended(),
+        big_endian: info.is_big_endian(),
+    };
+    if got != want || meminfo & !stream::MEMINFO_MASK != 0 {
+        if MEMINFO_MISMATCH.fetch_add(1, Ordering::Relaxed) == 0 {
+            eprintln!(
+                "qtrace: this QEMU describes memory accesses differently from QEMU 10.0 \
+                 (meminfo {meminfo:#x}): the `mem` table is not reliable"
+            );
+        }
+        return;
+    }
+    let i = meminfo as usize;
+    MEMINFO_CHECKED[i >> 6].fetch_or(1 << (i & 63), Ordering::Relaxed);
 }
 
 /// Whether an instruction (its disassembly) is an atomic read-modify-write,
@@ -841,10 +879,6 @@ fn finish(state: &State) -> Result<(), String> {
         lanes.push((vcpu, lane.next_seq, lane.lost));
     });
     threads.sort_by_key(|t| (t.vcpu, t.first_seq));
-    MEM_LANES.for_each_at_exit(|vcpu, lane| {
-        lane.flush(state);
-        lanes.push((vcpu, lane.next_seq, lane.lost));
-    });
     SYSCALL_LANES.for_each_at_exit(|vcpu, slot| {
         let Some(lane) = slot else { return };
         lane.abandon_pending(state);
@@ -900,6 +934,9 @@ fn finish(state: &State) -> Result<(), String> {
     }
 
     let mut lost_total = state.lost_no_lane.load(Ordering::Relaxed);
+    if MEMINFO_MISMATCH.load(Ordering::Relaxed) > 0 {
+        errors.push("memory accesses of a layout this recorder does not know".into());
+    }
     lost_total += lanes.iter().map(|(_, _, lost)| lost).sum::<u64>();
     lost_total += report.lost.values().sum::<u64>();
     for t in totals.iter_mut() {

@@ -14,11 +14,13 @@ use std::sync::mpsc::{self, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
+use std::time::Instant;
 
-use qtrace_format::schema::{
-    mem_batch, regs_batch, syscalls_batch, MemAccess, RegValue, Syscall, Table,
-};
+use qtrace_format::mem_writer::MemRows;
+use qtrace_format::schema::{regs_batch, syscalls_batch, RegValue, Syscall, Table};
 use qtrace_format::writer::{PartLimits, PartWriter};
+
+use crate::stream;
 
 /// Rows of one table made by one guest thread on one vCPU: rows
 /// `first_seq..` of that vCPU's partition.
@@ -32,8 +34,14 @@ pub struct Batch<T> {
 
 /// Block ids executed, for `blocks`.
 pub type BlockBatch = Batch<u32>;
-/// Memory accesses, for `mem`.
-pub type MemBatch = Batch<MemAccess>;
+/// Block ids with memory accesses between them (see `stream`), for
+/// `blocks` and `mem`.
+pub struct StreamBatch {
+    /// `rows` are the stream's words; `first_seq` is that of its first block.
+    pub blocks: BlockBatch,
+    /// `seq` in `mem` of the stream's first access.
+    pub mem_first_seq: u64,
+}
 /// System calls, for `syscalls`.
 pub type SyscallBatch = Batch<Syscall>;
 /// Registers read, for `regs`.
@@ -42,7 +50,7 @@ pub type RegsBatch = Batch<RegValue>;
 /// What vCPUs hand to the writers: one batch of one table, or the order to stop.
 pub enum Msg {
     Blocks(BlockBatch),
-    Mem(MemBatch),
+    Stream(StreamBatch),
     Syscalls(SyscallBatch),
     Regs(RegsBatch),
     /// Seal everything and stop.
@@ -54,7 +62,7 @@ impl Msg {
     fn vcpu(&self) -> u32 {
         match self {
             Msg::Blocks(b) => b.vcpu,
-            Msg::Mem(b) => b.vcpu,
+            Msg::Stream(b) => b.blocks.vcpu,
             Msg::Syscalls(b) => b.vcpu,
             Msg::Regs(b) => b.vcpu,
             Msg::Finish => 0,
@@ -71,7 +79,7 @@ macro_rules! batch_into_msg {
         })*
     };
 }
-batch_into_msg!(BlockBatch => Blocks, MemBatch => Mem, SyscallBatch => Syscalls, RegsBatch => Regs);
+batch_into_msg!(BlockBatch => Blocks, StreamBatch => Stream, SyscallBatch => Syscalls, RegsBatch => Regs);
 
 /// What the writers did, per table and vCPU.
 #[derive(Debug, Default)]
@@ -149,11 +157,14 @@ impl Sink {
                     loop {
                         match rx.recv_timeout(Duration::from_millis(100)) {
                             Ok(Msg::Blocks(batch)) => pool.give(w.write(batch)),
-                            Ok(Msg::Mem(batch)) => w.write_mem(batch),
+                            Ok(Msg::Stream(batch)) => pool.give(w.write_stream(batch)),
                             Ok(Msg::Syscalls(batch)) => w.write_syscalls(batch),
                             Ok(Msg::Regs(batch)) => w.write_regs(batch),
                             Ok(Msg::Finish) | Err(RecvTimeoutError::Disconnected) => break,
-                            Err(RecvTimeoutError::Timeout) => w.seal_old(),
+                            Err(RecvTimeoutError::Timeout) => {
+                                w.flush_mem(true);
+                                w.seal_old()
+                            }
                         }
                     }
                     w.finish()
@@ -203,10 +214,18 @@ impl Sink {
     }
 }
 
+/// Rows of `mem` per row group: row groups of a few stream buffers make
+/// fewer, larger pages, and a smaller footer.
+const MEM_ROW_GROUP: usize = 1 << 20;
+
 /// One writer thread's state.
 struct Writer {
     cfg: SinkConfig,
     parts: BTreeMap<(Table, u32), PartWriter>,
+    /// Per vCPU, `mem` rows not yet written, and since when.
+    mem: BTreeMap<u32, (MemRows, Instant)>,
+    /// Block ids taken out of a stream.
+    ids: Vec<u32>,
     report: SinkReport,
     failed: bool,
 }
@@ -216,6 +235,8 @@ impl Writer {
         Writer {
             cfg,
             parts: BTreeMap::new(),
+            mem: BTreeMap::new(),
+            ids: Vec::new(),
             report: SinkReport::default(),
             failed: false,
         }
@@ -252,11 +273,86 @@ impl Writer {
         batch.rows
     }
 
-    fn write_mem(&mut self, batch: MemBatch) {
-        let n = batch.rows.len();
-        if let Some(part) = self.part(Table::Mem, batch.vcpu, n) {
-            let r = part.write(&mem_batch(batch.first_seq, batch.tid, &batch.rows));
-            self.result(Table::Mem, batch.vcpu, n, r);
+    /// Takes a stream apart: its blocks are written at once, its accesses
+    /// gathered into row groups. Gives back the buffer.
+    fn write_stream(&mut self, batch: StreamBatch) -> Vec<u32> {
+        let StreamBatch {
+            blocks,
+            mem_first_seq,
+        } = batch;
+        let vcpu = blocks.vcpu;
+        if let Some((rows, _)) = self.mem.get(&vcpu) {
+            let follows = rows.first_seq + rows.len() as u64 == mem_first_seq;
+            if !rows.is_empty() && (rows.tid != blocks.tid || !follows) {
+                self.write_mem(vcpu);
+            }
+        }
+        let (rows, started) = self
+            .mem
+            .entry(vcpu)
+            .or_insert_with(|| (MemRows::default(), Instant::now()));
+        if rows.is_empty() {
+            rows.clear(mem_first_seq, blocks.tid);
+            *started = Instant::now();
+        }
+        let before = rows.len();
+        let mut ids = std::mem::take(&mut self.ids);
+        ids.clear();
+        if !stream::demux(&blocks.rows, blocks.first_seq, &mut ids, rows) {
+            self.report
+                .errors
+                .push(format!("vCPU {vcpu}: a memory record cut short"));
+        }
+        let accesses = rows.len() - before;
+        let full = rows.len() >= MEM_ROW_GROUP;
+        let n = ids.len();
+        if let Some(part) = self.part(Table::Blocks, vcpu, n) {
+            let r = part.write_blocks(blocks.first_seq, blocks.tid, &ids);
+            self.result(Table::Blocks, vcpu, n, r);
+        }
+        self.ids = ids;
+        if self.failed {
+            *self.report.lost.entry((Table::Mem, vcpu)).or_default() += accesses as u64;
+            self.mem.remove(&vcpu);
+        } else if full {
+            self.write_mem(vcpu);
+        }
+        blocks.rows
+    }
+
+    /// Writes the `mem` rows gathered for `vcpu` as a row group.
+    fn write_mem(&mut self, vcpu: u32) {
+        let Some((rows, _)) = self.mem.remove(&vcpu) else {
+            return;
+        };
+        let n = rows.len();
+        if n > 0 {
+            if let Some(part) = self.part(Table::Mem, vcpu, n) {
+                let r = part.write_mem(&rows);
+                self.result(Table::Mem, vcpu, n, r);
+            }
+        }
+        // Keep the columns' memory for the next rows.
+        let mut rows = rows;
+        let next = rows.first_seq + n as u64;
+        rows.clear(next, rows.tid);
+        self.mem.insert(vcpu, (rows, Instant::now()));
+    }
+
+    /// Writes the gathered `mem` rows: all of them, or (`old_only`) those
+    /// gathered for longer than half a part's age.
+    fn flush_mem(&mut self, old_only: bool) {
+        let max_age = self.cfg.limits.max_age / 2;
+        let due: Vec<u32> = self
+            .mem
+            .iter()
+            .filter(|(_, (rows, since))| {
+                !rows.is_empty() && (!old_only || since.elapsed() >= max_age)
+            })
+            .map(|(&vcpu, _)| vcpu)
+            .collect();
+        for vcpu in due {
+            self.write_mem(vcpu);
         }
     }
 
@@ -301,6 +397,7 @@ impl Writer {
     }
 
     fn finish(mut self) -> SinkReport {
+        self.flush_mem(false);
         for (&key, part) in self.parts.iter_mut() {
             if let Err(e) = part.seal() {
                 self.report.errors.push(e.to_string());
