@@ -17,13 +17,14 @@
 //!
 //! Nothing here may panic on any input; errors are returned.
 
+use std::cell::RefCell;
 use std::io::Write;
 use std::sync::Arc;
 
-use bytes::Bytes;
+use rayon::prelude::*;
+
 use parquet::arrow::{add_encoded_arrow_schema_to_metadata, ArrowSchemaConverter};
 use parquet::basic::{Compression, Encoding, ZstdLevel};
-use parquet::column::writer::ColumnCloseResult;
 use parquet::errors::Result;
 use parquet::file::properties::{WriterProperties, WriterVersion};
 use parquet::file::statistics::Statistics;
@@ -32,12 +33,12 @@ use parquet::schema::types::{ColumnDescPtr, SchemaDescriptor};
 
 use crate::pages::{
     byte_stream_split, column, data_page, delta_page, encode_constant, encode_seq, plain_bools,
-    rle_levels, Chunk, Zstd,
+    rle_levels, rle_run, Chunk, Zstd,
 };
 use crate::schema::{col, MemAccess, Table};
 
 /// Rows per data page.
-const PAGE_ROWS: usize = 1 << 16;
+pub const PAGE_ROWS: usize = 1 << 16;
 
 /// Rows of `mem` made by one guest thread on one vCPU, column by column:
 /// row `i` is access `first_seq + i`.
@@ -110,18 +111,25 @@ impl MemRows {
     }
 }
 
-/// Writes one Parquet file of the `mem` table, a row group per call.
+/// Rows per row group: big enough for few footer entries, small enough
+/// that a row group's compressed pages stay in memory cheaply.
+const GROUP_ROWS: usize = 1 << 20;
+
+/// Writes one Parquet file of the `mem` table. Rows are encoded page by
+/// page as they come (while they are still in cache) into the row group
+/// being built, which is closed every [`GROUP_ROWS`] rows, when the thread
+/// or the sequence changes, and at the end.
 pub struct MemFileWriter<W: Write + Send> {
     inner: SerializedFileWriter<W>,
     columns: Columns,
-    zstd: Zstd,
-    /// Scratch space for a page's bytes.
-    scratch: Vec<u8>,
-    deltas: Vec<i64>,
+    zstd_level: i32,
+    group: Option<Group>,
 }
 
 #[derive(Clone)]
 struct Columns {
+    /// Column names in the schema's order.
+    order: Vec<String>,
     seq: ColumnDescPtr,
     tid: ColumnDescPtr,
     block_seq: ColumnDescPtr,
@@ -136,7 +144,210 @@ struct Columns {
     inexact: ColumnDescPtr,
 }
 
-type Encoded = (Bytes, ColumnCloseResult);
+/// The row group being built: its pages so far, column by column.
+struct Group {
+    first_seq: u64,
+    tid: u32,
+    rows: usize,
+    block_seq: (u64, u64),
+    /// One per [`Col`], in that order.
+    chunks: Vec<Chunk>,
+}
+
+/// The columns encoded page by page (`seq` and `tid` are computed whole).
+#[derive(Clone, Copy, Debug)]
+enum Col {
+    BlockSeq,
+    Insn,
+    Addr,
+    Size,
+    Store,
+    Value,
+    ValueHi,
+    SignExtended,
+    BigEndian,
+    Inexact,
+}
+
+const COLS: [Col; 10] = [
+    Col::BlockSeq,
+    Col::Insn,
+    Col::Addr,
+    Col::Size,
+    Col::Store,
+    Col::Value,
+    Col::ValueHi,
+    Col::SignExtended,
+    Col::BigEndian,
+    Col::Inexact,
+];
+
+/// One page of one column, before compression.
+struct RawPage {
+    /// Definition levels (`def_len` bytes), then the encoded values.
+    bytes: Vec<u8>,
+    def_len: usize,
+    rows: usize,
+    nulls: usize,
+    encoding: Encoding,
+}
+
+impl Col {
+    /// The page of rows `start..end` of `rows`; `hi` are the 16-byte
+    /// values among them.
+    fn page(self, rows: &MemRows, start: usize, end: usize, hi: &[(u32, u64)]) -> RawPage {
+        let n = end - start;
+        let mut bytes = Vec::with_capacity(n * 8 + 64);
+        let flags = &rows.flags[start..end];
+        let page = |bytes: Vec<u8>, encoding| RawPage {
+            bytes,
+            def_len: 0,
+            rows: n,
+            nulls: 0,
+            encoding,
+        };
+        let bools = |mut bytes: Vec<u8>, flag: u8| {
+            plain_bools(&mut bytes, flags, flag.trailing_zeros());
+            bytes
+        };
+        match self {
+            Col::BlockSeq => {
+                delta_page(&mut bytes, &rows.block_seq[start..end]);
+                page(bytes, Encoding::DELTA_BINARY_PACKED)
+            }
+            Col::Insn => {
+                byte_stream_split::<u16, 4>(&mut bytes, &rows.insn[start..end]);
+                page(bytes, Encoding::BYTE_STREAM_SPLIT)
+            }
+            Col::Addr => {
+                byte_stream_split::<u64, 8>(&mut bytes, &rows.addr[start..end]);
+                page(bytes, Encoding::BYTE_STREAM_SPLIT)
+            }
+            Col::Size => {
+                byte_stream_split::<u8, 4>(&mut bytes, &rows.size[start..end]);
+                page(bytes, Encoding::BYTE_STREAM_SPLIT)
+            }
+            Col::Store => page(bools(bytes, MemAccess::STORE), Encoding::PLAIN),
+            Col::SignExtended => page(bools(bytes, MemAccess::SIGN_EXTENDED), Encoding::PLAIN),
+            Col::BigEndian => page(bools(bytes, MemAccess::BIG_ENDIAN), Encoding::PLAIN),
+            Col::Inexact => page(bools(bytes, MemAccess::INEXACT), Encoding::PLAIN),
+            Col::Value => value_page(bytes, flags, &rows.value[start..end]),
+            Col::ValueHi => value_hi_page(bytes, start, end, hi),
+        }
+    }
+
+    fn encodings(self) -> Vec<Encoding> {
+        use Encoding::{BYTE_STREAM_SPLIT as BSS, DELTA_BINARY_PACKED as DELTA, PLAIN, RLE};
+        match self {
+            Col::BlockSeq => vec![DELTA],
+            Col::Insn | Col::Addr | Col::Size => vec![BSS],
+            Col::Store | Col::SignExtended | Col::BigEndian | Col::Inexact => vec![PLAIN],
+            Col::Value => vec![RLE, BSS],
+            Col::ValueHi => vec![RLE, PLAIN],
+        }
+    }
+
+    fn descr(self, c: &Columns) -> &ColumnDescPtr {
+        match self {
+            Col::BlockSeq => &c.block_seq,
+            Col::Insn => &c.insn,
+            Col::Addr => &c.addr,
+            Col::Size => &c.size,
+            Col::Store => &c.store,
+            Col::Value => &c.value,
+            Col::ValueHi => &c.value_hi,
+            Col::SignExtended => &c.sign_extended,
+            Col::BigEndian => &c.big_endian,
+            Col::Inexact => &c.inexact,
+        }
+    }
+}
+
+/// A page of `value`: present where the access has a value (`mem=values`).
+fn value_page(mut bytes: Vec<u8>, flags: &[u8], values: &[u64]) -> RawPage {
+    let n = flags.len();
+    let has = |f: &u8| f & MemAccess::HAS_VALUE != 0;
+    let all = flags.iter().all(has);
+    if all {
+        // Every access has its value: one run.
+        rle_run(&mut bytes, n, true);
+    } else {
+        rle_levels(&mut bytes, n, |i| has(&flags[i]));
+    }
+    let def_len = bytes.len();
+    let present: Vec<u64>;
+    let page: &[u64] = if all {
+        values
+    } else {
+        present = flags
+            .iter()
+            .zip(values)
+            .filter(|(f, _)| has(f))
+            .map(|(_, &v)| v)
+            .collect();
+        &present
+    };
+    byte_stream_split::<u64, 8>(&mut bytes, page);
+    RawPage {
+        bytes,
+        def_len,
+        rows: n,
+        nulls: n - page.len(),
+        encoding: Encoding::BYTE_STREAM_SPLIT,
+    }
+}
+
+/// A page of `value_hi` for rows `start..end`, of which the rows of `hi`
+/// have one (PLAIN).
+fn value_hi_page(mut bytes: Vec<u8>, start: usize, end: usize, hi: &[(u32, u64)]) -> RawPage {
+    // Runs of absent values between the rows that have one.
+    let mut at = start;
+    for &(row, _) in hi {
+        let row = row as usize;
+        if row > at {
+            rle_run(&mut bytes, row - at, false);
+        }
+        // 16-byte accesses are rare: a run of one each.
+        rle_run(&mut bytes, 1, true);
+        at = row + 1;
+    }
+    if end > at {
+        rle_run(&mut bytes, end - at, false);
+    }
+    let def_len = bytes.len();
+    for &(_, v) in hi {
+        bytes.extend_from_slice(&v.to_le_bytes());
+    }
+    RawPage {
+        bytes,
+        def_len,
+        rows: end - start,
+        nulls: end - start - hi.len(),
+        encoding: Encoding::PLAIN,
+    }
+}
+
+/// Compresses a page's values with this thread's zstd context (one per
+/// thread: a new context costs more than a page).
+fn compress(level: i32, page: &RawPage) -> Result<Vec<u8>> {
+    thread_local! {
+        static ZSTD: RefCell<Option<Zstd>> = const { RefCell::new(None) };
+    }
+    ZSTD.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.as_ref().is_none_or(|z| z.level != level) {
+            *slot = Some(Zstd::new(level)?);
+        }
+        let zstd = slot
+            .as_mut()
+            .ok_or_else(|| parquet::errors::ParquetError::General("no zstd context".into()))?;
+        let packed = zstd.compress(&page.bytes[page.def_len..])?;
+        let mut buf = Vec::with_capacity(page.def_len + packed.len());
+        buf.extend_from_slice(&page.bytes[..page.def_len]);
+        buf.extend_from_slice(&packed);
+        Ok(buf)
+    })
+}
 
 impl<W: Write + Send> MemFileWriter<W> {
     pub fn new(sink: W, zstd_level: i32) -> Result<Self> {
@@ -153,6 +364,11 @@ impl<W: Write + Send> MemFileWriter<W> {
         add_encoded_arrow_schema_to_metadata(&arrow_schema, &mut props);
         let c = |name| column(&schema, name);
         let columns = Columns {
+            order: schema
+                .columns()
+                .iter()
+                .map(|c| c.name().to_string())
+                .collect(),
             seq: c(col::SEQ)?,
             tid: c(col::TID)?,
             block_seq: c(col::BLOCK_SEQ)?,
@@ -170,34 +386,111 @@ impl<W: Write + Send> MemFileWriter<W> {
         Ok(MemFileWriter {
             inner,
             columns,
-            zstd: Zstd::new(zstd_level)?,
-            scratch: Vec::new(),
-            deltas: Vec::new(),
+            zstd_level,
+            group: None,
         })
     }
 
-    /// Writes `rows` as one row group.
-    pub fn write_row_group(&mut self, rows: &MemRows) -> Result<()> {
-        let n = rows.len();
-        if n == 0 {
+    /// Appends `rows` (which follow the rows written before, or start a
+    /// new row group).
+    pub fn write_rows(&mut self, rows: &MemRows) -> Result<()> {
+        if rows.is_empty() {
             return Ok(());
         }
-        let c = self.columns.clone();
-        let flag = |f: u8| move |i: usize| rows.flags[i] & f != 0;
-        let encoded: [Encoded; 12] = [
-            encode_seq(&c.seq, rows.first_seq, n)?,
-            encode_constant(&c.tid, rows.tid, n)?,
-            self.block_seq(rows)?,
-            self.split::<4>(&c.insn, n, |i| u32::from(rows.insn[i]).to_le_bytes())?,
-            self.addr(rows)?,
-            self.split::<4>(&c.size, n, |i| u32::from(rows.size[i]).to_le_bytes())?,
-            self.bools(&c.store, n, flag(MemAccess::STORE))?,
-            self.value(rows)?,
-            self.value_hi(rows)?,
-            self.bools(&c.sign_extended, n, flag(MemAccess::SIGN_EXTENDED))?,
-            self.bools(&c.big_endian, n, flag(MemAccess::BIG_ENDIAN))?,
-            self.bools(&c.inexact, n, flag(MemAccess::INEXACT))?,
+        if let Some(g) = &self.group {
+            if g.tid != rows.tid || g.first_seq + g.rows as u64 != rows.first_seq {
+                self.close_group()?;
+            }
+        }
+        let mut group = self.group.take().unwrap_or_else(|| Group {
+            first_seq: rows.first_seq,
+            tid: rows.tid,
+            rows: 0,
+            block_seq: (u64::MAX, 0),
+            chunks: COLS.iter().map(|_| Chunk::new(256 * 1024)).collect(),
+        });
+        let r = self.encode(&mut group, rows);
+        self.group = Some(group);
+        r?;
+        if self.group.as_ref().is_some_and(|g| g.rows >= GROUP_ROWS) {
+            self.close_group()?;
+        }
+        Ok(())
+    }
+
+    /// Writes `rows` as one row group of its own.
+    pub fn write_row_group(&mut self, rows: &MemRows) -> Result<()> {
+        self.close_group()?;
+        self.write_rows(rows)?;
+        self.close_group()
+    }
+
+    /// Writes the footer and gives back the sink.
+    pub fn finish(mut self) -> Result<W> {
+        self.close_group()?;
+        self.inner.into_inner()
+    }
+
+    /// Encodes `rows` into the group's pages, a page of every column at a
+    /// time, the columns built and compressed in parallel (the recorder's
+    /// writer thread has the machine's other cores to itself when QEMU
+    /// waits for it).
+    fn encode(&mut self, g: &mut Group, rows: &MemRows) -> Result<()> {
+        let n = rows.len();
+        let level = self.zstd_level;
+        let mut hi = 0;
+        for start in (0..n).step_by(PAGE_ROWS) {
+            let end = (start + PAGE_ROWS).min(n);
+            // block_seq never decreases within a thread.
+            g.block_seq.0 = g.block_seq.0.min(rows.block_seq[start]);
+            g.block_seq.1 = g.block_seq.1.max(rows.block_seq[end - 1]);
+            let first = hi;
+            while hi < rows.value_hi.len() && (rows.value_hi[hi].0 as usize) < end {
+                hi += 1;
+            }
+            let page_hi = &rows.value_hi[first..hi];
+            let pages: Vec<Result<(RawPage, Vec<u8>)>> = COLS
+                .par_iter()
+                .map(|col| {
+                    let raw = col.page(rows, start, end, page_hi);
+                    let packed = compress(level, &raw)?;
+                    Ok((raw, packed))
+                })
+                .collect();
+            for (chunk, page) in g.chunks.iter_mut().zip(pages) {
+                let (raw, packed) = page?;
+                let page = data_page(packed, raw.rows, raw.nulls, raw.def_len, raw.encoding, true);
+                chunk.page(page, raw.bytes.len())?;
+            }
+            g.rows += end - start;
+        }
+        Ok(())
+    }
+
+    /// Completes the row group being built, if any.
+    fn close_group(&mut self) -> Result<()> {
+        let Some(g) = self.group.take() else {
+            return Ok(());
+        };
+        if g.rows == 0 {
+            return Ok(());
+        }
+        let codec = Compression::ZSTD(ZstdLevel::try_new(self.zstd_level)?);
+        let (c, n) = (&self.columns, g.rows);
+        let (min, max) = g.block_seq;
+        let block_seq_stats =
+            Statistics::int64(Some(min as i64), Some(max as i64), None, Some(0), false);
+        let mut encoded = vec![
+            encode_seq(&c.seq, g.first_seq, n)?,
+            encode_constant(&c.tid, g.tid, n)?,
         ];
+        for (col, chunk) in COLS.into_iter().zip(g.chunks) {
+            let stats = matches!(col, Col::BlockSeq).then(|| block_seq_stats.clone());
+            encoded.push(chunk.finish(col.descr(c), n, col.encodings(), codec, stats)?);
+        }
+        // The file's columns are in the schema's order.
+        let order = |name: &str| c.order.iter().position(|o| o == name);
+        encoded.sort_by_key(|(_, close)| order(close.metadata.column_descr().name()));
         let mut rg = self.inner.next_row_group()?;
         for (bytes, close) in encoded {
             rg.append_column(&bytes, close)?;
@@ -205,185 +498,13 @@ impl<W: Write + Send> MemFileWriter<W> {
         rg.close()?;
         Ok(())
     }
-
-    /// Writes the footer and gives back the sink.
-    pub fn finish(self) -> Result<W> {
-        self.inner.into_inner()
-    }
-
-    /// Compresses the page in `scratch` (after `def_len` bytes of levels)
-    /// into `chunk`.
-    fn page(
-        &mut self,
-        chunk: &mut Chunk,
-        rows: usize,
-        nulls: usize,
-        def_len: usize,
-        encoding: Encoding,
-    ) -> Result<()> {
-        let (levels, values) = self.scratch.split_at(def_len);
-        let packed = self.zstd.compress(values)?;
-        let mut buf = Vec::with_capacity(def_len + packed.len());
-        buf.extend_from_slice(levels);
-        buf.extend_from_slice(&packed);
-        let uncompressed = self.scratch.len();
-        chunk.page(
-            data_page(buf, rows, nulls, def_len, encoding, true),
-            uncompressed,
-        )
-    }
-
-    fn block_seq(&mut self, rows: &MemRows) -> Result<Encoded> {
-        let n = rows.len();
-        let mut chunk = Chunk::new(n / 4 + 1024);
-        for start in (0..n).step_by(PAGE_ROWS) {
-            let end = (start + PAGE_ROWS).min(n);
-            self.deltas.clear();
-            self.deltas
-                .extend(rows.block_seq[start..end].iter().map(|&s| s as i64));
-            self.scratch.clear();
-            delta_page(&mut self.scratch, &self.deltas);
-            self.page(&mut chunk, end - start, 0, 0, Encoding::DELTA_BINARY_PACKED)?;
-        }
-        let (first, last) = (rows.block_seq[0], rows.block_seq[n - 1]);
-        let min = rows.block_seq.iter().copied().min().unwrap_or(first);
-        let max = rows.block_seq.iter().copied().max().unwrap_or(last);
-        let stats = Statistics::int64(Some(min as i64), Some(max as i64), None, Some(0), false);
-        chunk.finish(
-            &self.columns.block_seq.clone(),
-            n,
-            vec![Encoding::DELTA_BINARY_PACKED],
-            self.zstd.codec()?,
-            Some(stats),
-        )
-    }
-
-    fn addr(&mut self, rows: &MemRows) -> Result<Encoded> {
-        let min = rows.addr.iter().copied().min().unwrap_or(0);
-        let max = rows.addr.iter().copied().max().unwrap_or(0);
-        let stats = Statistics::int64(Some(min as i64), Some(max as i64), None, Some(0), false);
-        let (bytes, mut close) = self.split::<8>(&self.columns.addr.clone(), rows.len(), |i| {
-            rows.addr[i].to_le_bytes()
-        })?;
-        close.metadata = close
-            .metadata
-            .into_builder()
-            .set_statistics(stats)
-            .build()?;
-        Ok((bytes, close))
-    }
-
-    /// A required column as BYTE_STREAM_SPLIT pages.
-    fn split<const N: usize>(
-        &mut self,
-        descr: &ColumnDescPtr,
-        n: usize,
-        value: impl Fn(usize) -> [u8; N],
-    ) -> Result<Encoded> {
-        let mut chunk = Chunk::new(n / 2 + 1024);
-        for start in (0..n).step_by(PAGE_ROWS) {
-            let rows = (start + PAGE_ROWS).min(n) - start;
-            self.scratch.clear();
-            byte_stream_split(&mut self.scratch, rows, |i| value(start + i));
-            self.page(&mut chunk, rows, 0, 0, Encoding::BYTE_STREAM_SPLIT)?;
-        }
-        chunk.finish(
-            descr,
-            n,
-            vec![Encoding::BYTE_STREAM_SPLIT],
-            self.zstd.codec()?,
-            None,
-        )
-    }
-
-    fn bools(
-        &mut self,
-        descr: &ColumnDescPtr,
-        n: usize,
-        bit: impl Fn(usize) -> bool,
-    ) -> Result<Encoded> {
-        let mut chunk = Chunk::new(n / 64 + 1024);
-        for start in (0..n).step_by(PAGE_ROWS) {
-            let rows = (start + PAGE_ROWS).min(n) - start;
-            self.scratch.clear();
-            plain_bools(&mut self.scratch, rows, |i| bit(start + i));
-            self.page(&mut chunk, rows, 0, 0, Encoding::PLAIN)?;
-        }
-        chunk.finish(descr, n, vec![Encoding::PLAIN], self.zstd.codec()?, None)
-    }
-
-    /// `value`: present where the access has a value (`mem=values`).
-    fn value(&mut self, rows: &MemRows) -> Result<Encoded> {
-        let n = rows.len();
-        let has = |i: usize| rows.flags[i] & MemAccess::HAS_VALUE != 0;
-        let mut chunk = Chunk::new(n + 1024);
-        let mut present = Vec::with_capacity(PAGE_ROWS);
-        for start in (0..n).step_by(PAGE_ROWS) {
-            let end = (start + PAGE_ROWS).min(n);
-            present.clear();
-            present.extend((start..end).filter(|&i| has(i)));
-            self.scratch.clear();
-            rle_levels(&mut self.scratch, end - start, |i| has(start + i));
-            let def_len = self.scratch.len();
-            byte_stream_split(&mut self.scratch, present.len(), |k| {
-                rows.value[present[k]].to_le_bytes()
-            });
-            let nulls = end - start - present.len();
-            self.page(
-                &mut chunk,
-                end - start,
-                nulls,
-                def_len,
-                Encoding::BYTE_STREAM_SPLIT,
-            )?;
-        }
-        chunk.finish(
-            &self.columns.value.clone(),
-            n,
-            vec![Encoding::RLE, Encoding::BYTE_STREAM_SPLIT],
-            self.zstd.codec()?,
-            None,
-        )
-    }
-
-    /// `value_hi`: present for 16-byte accesses with a value, PLAIN.
-    fn value_hi(&mut self, rows: &MemRows) -> Result<Encoded> {
-        let n = rows.len();
-        let mut chunk = Chunk::new(1024);
-        let mut k = 0;
-        for start in (0..n).step_by(PAGE_ROWS) {
-            let end = (start + PAGE_ROWS).min(n);
-            let first = k;
-            while k < rows.value_hi.len() && (rows.value_hi[k].0 as usize) < end {
-                k += 1;
-            }
-            let page_hi = &rows.value_hi[first..k];
-            self.scratch.clear();
-            rle_levels(&mut self.scratch, end - start, |i| {
-                let row = (start + i) as u32;
-                !page_hi.is_empty() && page_hi.binary_search_by_key(&row, |&(r, _)| r).is_ok()
-            });
-            let def_len = self.scratch.len();
-            for &(_, hi) in page_hi {
-                self.scratch.extend_from_slice(&hi.to_le_bytes());
-            }
-            let nulls = end - start - page_hi.len();
-            self.page(&mut chunk, end - start, nulls, def_len, Encoding::PLAIN)?;
-        }
-        chunk.finish(
-            &self.columns.value_hi.clone(),
-            n,
-            vec![Encoding::RLE, Encoding::PLAIN],
-            self.zstd.codec()?,
-            None,
-        )
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use arrow_array::{Array, BooleanArray, UInt16Array, UInt32Array, UInt64Array, UInt8Array};
+    use bytes::Bytes;
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
     /// Rows of every kind: each size, loads and stores, with and without a

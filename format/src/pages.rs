@@ -192,7 +192,7 @@ pub(crate) fn encode_constant(
 
 /// `values` as one DELTA_BINARY_PACKED page (blocks of 128, miniblocks of
 /// 32 with their own bit widths), appended to `buf`.
-pub(crate) fn delta_page(buf: &mut Vec<u8>, values: &[i64]) {
+pub(crate) fn delta_page(buf: &mut Vec<u8>, values: &[u64]) {
     varint(buf, DELTA_BLOCK as u64);
     varint(buf, (DELTA_BLOCK / DELTA_MINIBLOCK) as u64);
     varint(buf, values.len() as u64);
@@ -200,12 +200,14 @@ pub(crate) fn delta_page(buf: &mut Vec<u8>, values: &[i64]) {
         varint(buf, 0);
         return;
     };
+    let first = first as i64;
     varint(buf, zigzag(first));
     let mut deltas = [0u64; DELTA_BLOCK];
     let mut prev = first;
     for block in values[1..].chunks(DELTA_BLOCK) {
         let mut min = i64::MAX;
         for (d, &v) in deltas.iter_mut().zip(block) {
+            let v = v as i64;
             let delta = v.wrapping_sub(prev);
             prev = v;
             min = min.min(delta);
@@ -246,30 +248,46 @@ fn bit_pack(buf: &mut Vec<u8>, values: &[u64], width: u32) {
     debug_assert_eq!(bits, 0);
 }
 
-/// Values as their BYTE_STREAM_SPLIT encoding: byte k of every value,
-/// then byte k + 1, ... (`N` bytes a value, little-endian).
-pub(crate) fn byte_stream_split<const N: usize>(
+/// `values` as their BYTE_STREAM_SPLIT encoding, `N` bytes a value (a
+/// narrower integer widened, little-endian): byte k of every value, then
+/// byte k + 1, ...; the widening bytes are zeros.
+pub(crate) fn byte_stream_split<T: Copy + Into<u64>, const N: usize>(
     buf: &mut Vec<u8>,
-    n: usize,
-    value: impl Fn(usize) -> [u8; N],
+    values: &[T],
 ) {
+    let n = values.len();
+    if n == 0 {
+        return;
+    }
     let start = buf.len();
     buf.resize(start + n * N, 0);
+    let width = std::mem::size_of::<T>().min(N);
     let out = &mut buf[start..];
-    for i in 0..n {
-        let bytes = value(i);
-        for (k, b) in bytes.into_iter().enumerate() {
-            out[k * n + i] = b;
+    let (streams, _) = out.split_at_mut(width * n);
+    for (k, stream) in streams.chunks_exact_mut(n).enumerate() {
+        let shift = 8 * k as u32;
+        for (b, &v) in stream.iter_mut().zip(values) {
+            *b = (v.into() >> shift) as u8;
         }
     }
 }
 
-/// Booleans as PLAIN: packed eight to a byte, LSB first.
-pub(crate) fn plain_bools(buf: &mut Vec<u8>, n: usize, bit: impl Fn(usize) -> bool) {
-    for start in (0..n).step_by(8) {
+/// Bit `bit` of each of `flags` as PLAIN booleans: packed eight to a
+/// byte, LSB first.
+pub(crate) fn plain_bools(buf: &mut Vec<u8>, flags: &[u8], bit: u32) {
+    let mut chunks = flags.chunks_exact(8);
+    for c in &mut chunks {
         let mut byte = 0u8;
-        for j in 0..(n - start).min(8) {
-            byte |= u8::from(bit(start + j)) << j;
+        for (j, &f) in c.iter().enumerate() {
+            byte |= ((f >> bit) & 1) << j;
+        }
+        buf.push(byte);
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut byte = 0u8;
+        for (j, &f) in rest.iter().enumerate() {
+            byte |= ((f >> bit) & 1) << j;
         }
         buf.push(byte);
     }
@@ -285,10 +303,15 @@ pub(crate) fn rle_levels(buf: &mut Vec<u8>, n: usize, present: impl Fn(usize) ->
         while i + run < n && present(i + run) == level {
             run += 1;
         }
-        varint(buf, (run as u64) << 1);
-        buf.push(u8::from(level));
+        rle_run(buf, run, level);
         i += run;
     }
+}
+
+/// One RLE run of definition levels: `n` times `present`.
+pub(crate) fn rle_run(buf: &mut Vec<u8>, n: usize, present: bool) {
+    varint(buf, (n as u64) << 1);
+    buf.push(u8::from(present));
 }
 
 /// zstd with the level the chunk's metadata states.

@@ -107,12 +107,13 @@ impl PartWriter {
         Ok(())
     }
 
-    /// Appends rows of `mem` as one row group.
+    /// Appends rows of `mem` (a row group is closed when the rows do not
+    /// follow the previous ones, or it is full).
     pub fn write_mem(&mut self, rows: &MemRows) -> Result<()> {
         let open = self.part_with_room()?;
         match &mut open.encoder {
             Encoder::Mem(w) => w
-                .write_row_group(rows)
+                .write_rows(rows)
                 .map_err(|e| Error::parquet(&open.tmp, e))?,
             Encoder::Arrow(_) | Encoder::Blocks(_) => return Err(wrong_encoder()),
         }

@@ -397,23 +397,25 @@ impl MemInfo {
         unsafe { sys::qemu_plugin_mem_is_big_endian(self.0) }
     }
 
-    /// The value loaded or stored: (low 64 bits, high 64 bits).
+    /// The value loaded or stored: (low 64 bits, high 64 bits), for an
+    /// access of `1 << size_shift` bytes (from `stream::decode`).
+    ///
+    /// Branch-free: the union's first 16 bytes are read whatever its type,
+    /// and the bytes beyond the access's size masked off. (A `match` on
+    /// the type compiles to a jump table whose target changes with every
+    /// access size: a mispredicted jump per access.)
     #[inline(always)]
-    pub fn value(self) -> (u64, u64) {
-        use sys::qemu_plugin_mem_value_type as T;
+    pub fn value(self, size_shift: u32) -> (u64, u64) {
         // SAFETY: only valid inside the memory callback, where a `MemInfo`
         // exists (it is made by the trampoline and passed by value there).
         let v = unsafe { sys::qemu_plugin_mem_get_value(self.0) };
-        // SAFETY: `type_` says which member of the union QEMU wrote.
-        unsafe {
-            match v.type_ {
-                T::QEMU_PLUGIN_MEM_VALUE_U8 => (u64::from(v.data.u8_), 0),
-                T::QEMU_PLUGIN_MEM_VALUE_U16 => (u64::from(v.data.u16_), 0),
-                T::QEMU_PLUGIN_MEM_VALUE_U32 => (u64::from(v.data.u32_), 0),
-                T::QEMU_PLUGIN_MEM_VALUE_U64 => (v.data.u64_, 0),
-                T::QEMU_PLUGIN_MEM_VALUE_U128 => (v.data.u128_.low, v.data.u128_.high),
-            }
-        }
+        // SAFETY: the union holds only integers, for which any bits are a
+        // value; QEMU writes the member of the access's size (at offset 0),
+        // and what lies beyond it is masked off below.
+        let (lo, hi) = unsafe { (v.data.u128_.low, v.data.u128_.high) };
+        let bits = 8u32 << size_shift.min(3);
+        let mask = u64::MAX >> (64 - bits);
+        (lo & mask, if size_shift == 4 { hi } else { 0 })
     }
 }
 

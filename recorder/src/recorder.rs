@@ -275,12 +275,13 @@ impl Lane {
                 return;
             }
         }
+        let p = self.cursor;
         // SAFETY: `N` slots from `cursor` are in `buf` (checked above).
         unsafe {
-            for w in words {
-                store(self.cursor, w);
-                self.cursor = self.cursor.add(1);
+            for (k, w) in words.into_iter().enumerate() {
+                store(p.add(k), w);
             }
+            self.cursor = p.add(N);
         }
         self.mem_words += N;
         self.mem_records += 1;
@@ -576,9 +577,10 @@ impl Plugin for Recorder {
             lane.push_mem(vcpu, [header, lo, hi]);
             return;
         }
-        let (v, v_hi) = info.value();
+        let size_shift = stream::decode(meminfo).size_shift;
+        let (v, v_hi) = info.value(size_shift);
         let (v0, v1) = (v as u32, (v >> 32) as u32);
-        if stream::record_words(header) == 7 {
+        if size_shift == 4 {
             let (v2, v3) = (v_hi as u32, (v_hi >> 32) as u32);
             lane.push_mem(vcpu, [header, lo, hi, v0, v1, v2, v3]);
         } else {

@@ -14,9 +14,8 @@ use std::sync::mpsc::{self, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
-use std::time::Instant;
 
-use qtrace_format::mem_writer::MemRows;
+use qtrace_format::mem_writer::{MemRows, PAGE_ROWS};
 use qtrace_format::schema::{regs_batch, syscalls_batch, RegValue, Syscall, Table};
 use qtrace_format::writer::{PartLimits, PartWriter};
 
@@ -162,7 +161,7 @@ impl Sink {
                             Ok(Msg::Regs(batch)) => w.write_regs(batch),
                             Ok(Msg::Finish) | Err(RecvTimeoutError::Disconnected) => break,
                             Err(RecvTimeoutError::Timeout) => {
-                                w.flush_mem(true);
+                                w.flush_mem();
                                 w.seal_old()
                             }
                         }
@@ -214,16 +213,12 @@ impl Sink {
     }
 }
 
-/// Rows of `mem` per row group: row groups of a few stream buffers make
-/// fewer, larger pages, and a smaller footer.
-const MEM_ROW_GROUP: usize = 1 << 20;
-
 /// One writer thread's state.
 struct Writer {
     cfg: SinkConfig,
     parts: BTreeMap<(Table, u32), PartWriter>,
-    /// Per vCPU, `mem` rows not yet written, and since when.
-    mem: BTreeMap<u32, (MemRows, Instant)>,
+    /// Per vCPU, `mem` rows not yet written (less than a page).
+    mem: BTreeMap<u32, MemRows>,
     /// Block ids taken out of a stream.
     ids: Vec<u32>,
     report: SinkReport,
@@ -274,86 +269,68 @@ impl Writer {
     }
 
     /// Takes a stream apart: its blocks are written at once, its accesses
-    /// gathered into row groups. Gives back the buffer.
+    /// a page at a time (see `MemFileWriter`). Gives back the buffer.
     fn write_stream(&mut self, batch: StreamBatch) -> Vec<u32> {
         let StreamBatch {
             blocks,
             mem_first_seq,
         } = batch;
         let vcpu = blocks.vcpu;
-        if let Some((rows, _)) = self.mem.get(&vcpu) {
-            let follows = rows.first_seq + rows.len() as u64 == mem_first_seq;
-            if !rows.is_empty() && (rows.tid != blocks.tid || !follows) {
-                self.write_mem(vcpu);
-            }
+        let mut rows = self.mem.remove(&vcpu).unwrap_or_default();
+        let follows = rows.first_seq + rows.len() as u64 == mem_first_seq;
+        if !rows.is_empty() && (rows.tid != blocks.tid || !follows) {
+            self.write_mem(vcpu, &mut rows);
         }
-        let (rows, started) = self
-            .mem
-            .entry(vcpu)
-            .or_insert_with(|| (MemRows::default(), Instant::now()));
         if rows.is_empty() {
             rows.clear(mem_first_seq, blocks.tid);
-            *started = Instant::now();
         }
-        let before = rows.len();
         let mut ids = std::mem::take(&mut self.ids);
         ids.clear();
-        if !stream::demux(&blocks.rows, blocks.first_seq, &mut ids, rows) {
-            self.report
-                .errors
-                .push(format!("vCPU {vcpu}: a memory record cut short"));
+        let mut next_block_seq = blocks.first_seq;
+        let mut words = &blocks.rows[..];
+        while !words.is_empty() {
+            let room = PAGE_ROWS.saturating_sub(rows.len()).max(1);
+            let (used, ok) = stream::demux(words, &mut next_block_seq, &mut ids, &mut rows, room);
+            if !ok {
+                self.report
+                    .errors
+                    .push(format!("vCPU {vcpu}: a memory record cut short"));
+                break;
+            }
+            words = &words[used..];
+            if rows.len() >= PAGE_ROWS {
+                self.write_mem(vcpu, &mut rows);
+            }
         }
-        let accesses = rows.len() - before;
-        let full = rows.len() >= MEM_ROW_GROUP;
         let n = ids.len();
         if let Some(part) = self.part(Table::Blocks, vcpu, n) {
             let r = part.write_blocks(blocks.first_seq, blocks.tid, &ids);
             self.result(Table::Blocks, vcpu, n, r);
         }
         self.ids = ids;
-        if self.failed {
-            *self.report.lost.entry((Table::Mem, vcpu)).or_default() += accesses as u64;
-            self.mem.remove(&vcpu);
-        } else if full {
-            self.write_mem(vcpu);
-        }
+        self.mem.insert(vcpu, rows);
         blocks.rows
     }
 
-    /// Writes the `mem` rows gathered for `vcpu` as a row group.
-    fn write_mem(&mut self, vcpu: u32) {
-        let Some((rows, _)) = self.mem.remove(&vcpu) else {
-            return;
-        };
+    /// Writes the `mem` rows gathered for `vcpu`, and empties them.
+    fn write_mem(&mut self, vcpu: u32, rows: &mut MemRows) {
         let n = rows.len();
         if n > 0 {
             if let Some(part) = self.part(Table::Mem, vcpu, n) {
-                let r = part.write_mem(&rows);
+                let r = part.write_mem(rows);
                 self.result(Table::Mem, vcpu, n, r);
             }
         }
-        // Keep the columns' memory for the next rows.
-        let mut rows = rows;
-        let next = rows.first_seq + n as u64;
-        rows.clear(next, rows.tid);
-        self.mem.insert(vcpu, (rows, Instant::now()));
+        rows.clear(rows.first_seq + n as u64, rows.tid);
     }
 
-    /// Writes the gathered `mem` rows: all of them, or (`old_only`) those
-    /// gathered for longer than half a part's age.
-    fn flush_mem(&mut self, old_only: bool) {
-        let max_age = self.cfg.limits.max_age / 2;
-        let due: Vec<u32> = self
-            .mem
-            .iter()
-            .filter(|(_, (rows, since))| {
-                !rows.is_empty() && (!old_only || since.elapsed() >= max_age)
-            })
-            .map(|(&vcpu, _)| vcpu)
-            .collect();
-        for vcpu in due {
-            self.write_mem(vcpu);
+    /// Writes every vCPU's gathered `mem` rows.
+    fn flush_mem(&mut self) {
+        let mut all = std::mem::take(&mut self.mem);
+        for (&vcpu, rows) in all.iter_mut() {
+            self.write_mem(vcpu, rows);
         }
+        self.mem = all;
     }
 
     fn write_syscalls(&mut self, batch: SyscallBatch) {
@@ -397,7 +374,7 @@ impl Writer {
     }
 
     fn finish(mut self) -> SinkReport {
-        self.flush_mem(false);
+        self.flush_mem();
         for (&key, part) in self.parts.iter_mut() {
             if let Err(e) = part.seal() {
                 self.report.errors.push(e.to_string());

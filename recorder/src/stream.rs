@@ -66,43 +66,44 @@ pub fn record_words(header: u32) -> usize {
     }
 }
 
-/// Splits `words` (blocks `first_seq..`) into the block ids, appended to
-/// `ids`, and the memory accesses, appended to `mem`. Returns false if the
-/// stream ends inside a record (which the recorder never writes): what
-/// came before it is kept.
-pub fn demux(words: &[u32], first_seq: u64, ids: &mut Vec<u32>, mem: &mut MemRows) -> bool {
-    let start_ids = ids.len();
+/// Takes a stream apart, up to `limit` accesses at a time: block ids go
+/// to `ids`, accesses to `mem`. `next_block_seq` is the `seq` the next
+/// block id gets (an access belongs to the block before it, in this
+/// buffer or the one before). Returns the words consumed, and false if the
+/// stream ends inside a record (which the recorder never writes).
+pub fn demux(
+    words: &[u32],
+    next_block_seq: &mut u64,
+    ids: &mut Vec<u32>,
+    mem: &mut MemRows,
+    limit: usize,
+) -> (usize, bool) {
     let mut i = 0;
+    let mut taken = 0;
     while i < words.len() {
         let w = words[i];
         if w & MEM_TAG == 0 {
             ids.push(w);
+            *next_block_seq += 1;
             i += 1;
             continue;
         }
+        if taken == limit {
+            break;
+        }
         let n = record_words(w);
         let Some(rec) = words.get(i..i + n) else {
-            return false;
+            return (i, false);
         };
         let pair = |k: usize| u64::from(rec[k]) | u64::from(rec[k + 1]) << 32;
         let a = decode(w & MEMINFO_MASK);
-        let mut flags = 0;
-        for (set, f) in [
-            (a.store, MemAccess::STORE),
-            (a.sign_extended, MemAccess::SIGN_EXTENDED),
-            (a.big_endian, MemAccess::BIG_ENDIAN),
-            (w & INEXACT != 0, MemAccess::INEXACT),
-            (w & HAS_VALUE != 0, MemAccess::HAS_VALUE),
-        ] {
-            if set {
-                flags |= f;
-            }
-        }
-        // The block executing is the last one before the access, in this
-        // buffer or the one before it.
-        let blocks = (ids.len() - start_ids) as u64;
+        let flags = (u8::from(a.store) * MemAccess::STORE)
+            | (u8::from(a.sign_extended) * MemAccess::SIGN_EXTENDED)
+            | (u8::from(a.big_endian) * MemAccess::BIG_ENDIAN)
+            | (u8::from(w & INEXACT != 0) * MemAccess::INEXACT)
+            | (u8::from(w & HAS_VALUE != 0) * MemAccess::HAS_VALUE);
         mem.push(&MemAccess {
-            block_seq: (first_seq + blocks).saturating_sub(1),
+            block_seq: next_block_seq.saturating_sub(1),
             addr: pair(1),
             value: if n > 3 { pair(3) } else { 0 },
             value_hi: if n > 5 { pair(5) } else { 0 },
@@ -110,9 +111,10 @@ pub fn demux(words: &[u32], first_seq: u64, ids: &mut Vec<u32>, mem: &mut MemRow
             size: 1 << a.size_shift,
             flags,
         });
+        taken += 1;
         i += n;
     }
-    true
+    (i, true)
 }
 
 #[cfg(test)]
@@ -139,8 +141,12 @@ mod tests {
             0xbeef,
         ];
         let (mut ids, mut mem) = (Vec::new(), MemRows::default());
-        assert!(demux(&words, 10, &mut ids, &mut mem));
-        assert_eq!(ids, vec![7, 8]);
+        let mut next = 10;
+        assert_eq!(
+            demux(&words, &mut next, &mut ids, &mut mem, 10),
+            (words.len(), true)
+        );
+        assert_eq!((ids.clone(), next), (vec![7, 8], 12));
         assert_eq!(mem.len(), 2);
         let a = mem.get(0);
         assert_eq!((a.block_seq, a.insn, a.addr, a.size), (10, 3, 0x1000, 16));
@@ -149,9 +155,19 @@ mod tests {
         let b = mem.get(1);
         assert_eq!((b.block_seq, b.addr, b.size), (11, 0xbeef_0000_dead, 2));
         assert_eq!(b.flags, MemAccess::SIGN_EXTENDED | MemAccess::INEXACT);
+        // A limit stops before the access past it, and the rest follows.
+        let (mut ids, mut mem, mut next) = (Vec::new(), MemRows::default(), 10);
+        let (used, ok) = demux(&words, &mut next, &mut ids, &mut mem, 1);
+        assert!(ok && used == 9 && mem.len() == 1 && ids == vec![7, 8]);
+        let (rest, ok) = demux(&words[used..], &mut next, &mut ids, &mut mem, 1);
+        assert!(ok && used + rest == words.len());
+        assert_eq!(mem.get(1).block_seq, 11);
         // A record cut short is refused, what precedes it kept.
         let (mut ids, mut mem) = (Vec::new(), MemRows::default());
-        assert!(!demux(&words[..4], 0, &mut ids, &mut mem));
+        assert_eq!(
+            demux(&words[..4], &mut 0, &mut ids, &mut mem, 10),
+            (1, false)
+        );
         assert_eq!((ids.len(), mem.len()), (1, 0));
     }
 }
