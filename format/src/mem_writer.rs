@@ -342,6 +342,9 @@ fn compress(level: i32, page: &RawPage) -> Result<Vec<u8>> {
             .as_mut()
             .ok_or_else(|| parquet::errors::ParquetError::General("no zstd context".into()))?;
         let packed = zstd.compress(&page.bytes[page.def_len..])?;
+        if page.def_len == 0 {
+            return Ok(packed);
+        }
         let mut buf = Vec::with_capacity(page.def_len + packed.len());
         buf.extend_from_slice(&page.bytes[..page.def_len]);
         buf.extend_from_slice(&packed);

@@ -256,20 +256,13 @@ pub(crate) fn byte_stream_split<T: Copy + Into<u64>, const N: usize>(
     values: &[T],
 ) {
     let n = values.len();
-    if n == 0 {
-        return;
-    }
-    let start = buf.len();
-    buf.resize(start + n * N, 0);
     let width = std::mem::size_of::<T>().min(N);
-    let out = &mut buf[start..];
-    let (streams, _) = out.split_at_mut(width * n);
-    for (k, stream) in streams.chunks_exact_mut(n).enumerate() {
+    buf.reserve(n * N);
+    for k in 0..width {
         let shift = 8 * k as u32;
-        for (b, &v) in stream.iter_mut().zip(values) {
-            *b = (v.into() >> shift) as u8;
-        }
+        buf.extend(values.iter().map(|&v| (v.into() >> shift) as u8));
     }
+    buf.resize(buf.len() + (N - width) * n, 0);
 }
 
 /// Bit `bit` of each of `flags` as PLAIN booleans: packed eight to a
