@@ -247,3 +247,42 @@ for addr, store, inexact in duckdb.sql(f"""
         );
     }
 }
+
+/// Per thread: the block of every access (`block_seq`) was executed by the
+/// same thread on the same vCPU, and the thread's accesses are as many as
+/// its rows say; the total equals libmem's, for the threads sample whose
+/// vCPU indices are reused.
+const THREAD_CHECK: &str = r#"
+import duckdb, sys
+t = sys.argv[1]
+mem = f"read_parquet('{t}/mem/*/*.parquet', hive_partitioning = true)"
+blocks = f"read_parquet('{t}/blocks/*/*.parquet', hive_partitioning = true)"
+orphans, wrong = duckdb.sql(f"""
+    SELECT count(*) FILTER (WHERE b.seq IS NULL),
+           count(*) FILTER (WHERE b.tid <> m.tid)
+    FROM {mem} m LEFT JOIN {blocks} b ON b.vcpu = m.vcpu AND b.seq = m.block_seq""").fetchall()[0]
+threads = duckdb.sql(f"SELECT count(DISTINCT tid) FROM {mem}").fetchall()[0][0]
+all_threads = duckdb.sql(f"SELECT count(DISTINCT tid) FROM {blocks}").fetchall()[0][0]
+print(orphans, wrong, threads, all_threads)
+"#;
+
+#[test]
+fn threads_accesses_belong_to_their_own_thread() {
+    let Some(prog) = sample("x86_64", "threads") else {
+        return;
+    };
+    let argv = [prog.display().to_string()];
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    let ((_dir, trace), printed) = record_beside(&argv, &["mem=values"], &["mem,inline=true"]);
+    assert_eq!(mem_total(&trace), libmem_count(&printed));
+    let out = run_python(THREAD_CHECK, &trace);
+    let f: Vec<u64> = out.split_whitespace().map(|x| x.parse().unwrap()).collect();
+    assert_eq!(
+        &f[..2],
+        &[0, 0],
+        "accesses without their block, or of another thread"
+    );
+    // Every thread (the main one and its 9 workers) accessed memory.
+    assert_eq!(f[2], f[3], "threads with accesses");
+    assert_eq!(f[3], 10, "threads");
+}
