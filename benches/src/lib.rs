@@ -235,6 +235,12 @@ pub struct TraceStats {
     pub insns: u64,
     /// Sum of `vcpus[].parts`.
     pub parts: u64,
+    /// Sum of `vcpus[].mem_accesses` (rows of the `mem` table).
+    pub mem_accesses: u64,
+    /// Size of the files under `mem/`: what the memory accesses take.
+    pub mem_bytes: u64,
+    /// Sum of `vcpus[].syscalls` (rows of the `syscalls` table).
+    pub syscalls: u64,
 }
 
 /// The part of `manifest.json` the benchmark reads (see
@@ -255,6 +261,10 @@ struct VcpuTotals {
     block_events: u64,
     #[serde(default)]
     parts: u64,
+    #[serde(default)]
+    mem_accesses: u64,
+    #[serde(default)]
+    syscalls: u64,
 }
 
 /// Reads the manifest of the trace at `root` and sizes the directory. A
@@ -281,6 +291,12 @@ pub fn trace_stats(root: &Path) -> Result<TraceStats> {
         stats.blocks += v.blocks;
         stats.insns += v.insns;
         stats.parts += v.parts;
+        stats.mem_accesses += v.mem_accesses;
+        stats.syscalls += v.syscalls;
+    }
+    let mem_dir = root.join("mem");
+    if mem_dir.is_dir() {
+        stats.mem_bytes = dir_size(&mem_dir)?.0;
     }
     Ok(stats)
 }
@@ -305,6 +321,31 @@ pub fn dir_size(dir: &Path) -> Result<(u64, u64)> {
         }
     }
     Ok((bytes, files))
+}
+
+/// The instruction count that QEMU's `libinsn` prints at exit (`total
+/// insns: N`), found in `log`, the text it wrote through `-d plugin -D`.
+pub fn libinsn_total(log: &str) -> Option<u64> {
+    log.lines()
+        .find_map(|line| line.strip_prefix("total insns: "))
+        .and_then(|n| n.trim().parse().ok())
+}
+
+/// Bytes that an unprivileged process may still write to the file system
+/// holding `path` (`statvfs(3)`).
+pub fn free_bytes(path: &Path) -> Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .with_context(|| format!("{} contains a NUL byte", path.display()))?;
+    // SAFETY: statvfs is plain old data; all zeroes is a valid value.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a NUL-terminated path and a pointer to a live local.
+    if unsafe { libc::statvfs(c_path.as_ptr(), &mut st) } != 0 {
+        return Err(io::Error::last_os_error())
+            .with_context(|| format!("cannot statvfs {}", path.display()));
+    }
+    #[allow(clippy::useless_conversion)] // the field types differ between targets
+    Ok(u64::from(st.f_bavail).saturating_mul(u64::from(st.f_frsize)))
 }
 
 /// The median of `values` (mean of the middle two for an even count); NaN
@@ -343,11 +384,15 @@ mod tests {
         let root = dir.path();
         std::fs::create_dir_all(root.join("blocks/vcpu=0")).unwrap();
         std::fs::write(root.join("blocks/vcpu=0/part-000000.parquet"), [0u8; 100]).unwrap();
+        std::fs::create_dir_all(root.join("mem/vcpu=1")).unwrap();
+        std::fs::write(root.join("mem/vcpu=1/part-000000.parquet"), [0u8; 30]).unwrap();
         let manifest = |complete: bool| {
             format!(
                 r#"{{"format": "qtrace", "complete": {complete}, "vcpus": [
-                    {{"vcpu": 0, "blocks": 10, "insns": 50, "block_events": 10, "parts": 1}},
-                    {{"vcpu": 1, "blocks": 5, "insns": 20, "block_events": 4, "parts": 2}}]}}"#
+                    {{"vcpu": 0, "blocks": 10, "insns": 50, "block_events": 10, "parts": 1,
+                      "syscalls": 3}},
+                    {{"vcpu": 1, "blocks": 5, "insns": 20, "block_events": 4, "parts": 2,
+                      "mem_accesses": 12, "syscalls": 1}}]}}"#
             )
         };
         std::fs::write(root.join("manifest.json"), manifest(true)).unwrap();
@@ -356,18 +401,35 @@ mod tests {
         assert_eq!(
             stats,
             TraceStats {
-                bytes: 100 + manifest_len,
-                files: 2,
+                bytes: 100 + 30 + manifest_len,
+                files: 3,
                 block_events: 14,
                 blocks: 15,
                 insns: 70,
                 parts: 3,
+                mem_accesses: 12,
+                mem_bytes: 30,
+                syscalls: 4,
             }
         );
 
         std::fs::write(root.join("manifest.json"), manifest(false)).unwrap();
         let err = trace_stats(root).unwrap_err().to_string();
         assert!(err.contains("not complete"), "{err}");
+    }
+
+    #[test]
+    fn reads_libinsn_total() {
+        let log = "cpu 0 insns: 219228072\ntotal insns: 219228072\n";
+        assert_eq!(libinsn_total(log), Some(219_228_072));
+        assert_eq!(libinsn_total("cpu 0 insns: 5\n"), None);
+    }
+
+    #[test]
+    fn free_space_of_a_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(free_bytes(dir.path()).unwrap() > 0);
+        assert!(free_bytes(&dir.path().join("missing")).is_err());
     }
 
     #[test]
