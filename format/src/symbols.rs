@@ -25,7 +25,7 @@ use std::sync::Arc;
 use object::{Object, ObjectSection, ObjectSymbol, SymbolKind};
 
 use crate::elf::{contained, hex};
-use crate::schema::Module;
+use crate::schema::{Module, ModuleKind};
 
 /// Where separate debug files are looked for by default, as GDB does.
 pub const DEFAULT_DEBUG_DIR: &str = "/usr/lib/debug";
@@ -122,6 +122,11 @@ impl Resolver {
             return f.clone();
         }
         let m = self.modules.iter().find(|m| m.id == id)?;
+        if m.kind == ModuleKind::Vdso {
+            // QEMU's vDSO is no file on disk.
+            self.loaded.insert(id, None);
+            return None;
+        }
         let key = (m.path.clone(), m.build_id.clone());
         let file = match self.files.get(&key) {
             Some(f) => f.clone(),
@@ -333,7 +338,6 @@ impl Symbols {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schema::ModuleKind;
 
     fn entry(start: u64, size: u64, rank: u8, name: &str) -> Entry {
         Entry {

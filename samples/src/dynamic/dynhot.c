@@ -12,6 +12,9 @@ int main(int argc, char **argv)
 {
     unsigned rounds = argc > 1 ? (unsigned)atoi(argv[1]) : 20000;
     uint64_t x = qthot_mix(42, rounds);
-    printf("dynhot: %u rounds -> %016llx\n", rounds, (unsigned long long)x);
+    /* Where the loader put the library's function: tests check the trace's
+     * modules against it. */
+    printf("dynhot: %u rounds -> %016llx; qthot_mix at %p\n", rounds, (unsigned long long)x,
+           (void *)qthot_mix);
     return 0;
 }
