@@ -704,7 +704,7 @@ fn modules_schema() -> SchemaRef {
 /// How a module came into the guest's memory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ModuleKind {
-    /// The program QEMU loaded (`qemu_plugin_path_to_binary`).
+    /// The program QEMU runs.
     Main,
     /// The program's ELF interpreter (`PT_INTERP`), which QEMU loads itself.
     Interp,

@@ -4,16 +4,17 @@
 //! table at exit.
 //!
 //! Where they come from:
-//! - the program: QEMU maps it before the guest runs and says where
-//!   (`qemu_plugin_path_to_binary`, `_start_code`, `_end_code`); its ELF
-//!   headers give the rest;
-//! - its interpreter (`PT_INTERP`, e.g. `ld-linux-x86-64.so.2`), which QEMU
-//!   also maps itself, with no guest system call: QEMU's "entry code" of a
-//!   program with an interpreter is the interpreter's entry point
-//!   (`load_elf_binary` in QEMU's `linux-user/elfload.c` replaces one with the
-//!   other), so the interpreter's load bias is that address minus the
-//!   interpreter's own `e_entry`: the `AT_BASE` the guest finds in its
-//!   auxiliary vector;
+//! - the program, its ELF interpreter (`PT_INTERP`, e.g.
+//!   `ld-linux-x86-64.so.2`) and the vDSO: QEMU maps them before the guest
+//!   runs, with no guest system call. The plugin API's
+//!   `qemu_plugin_path_to_binary` and friends would say where, but QEMU
+//!   10.0.2's linux-user does not export them (see `ffi::main_binary`). So
+//!   at the guest's first system call the recorder reads the guest's
+//!   auxiliary vector from its stack, as the guest's own loader does:
+//!   `AT_EXECFN` names the program, `AT_ENTRY` is its entry (so its load
+//!   bias is `AT_ENTRY` minus its `e_entry`), `AT_BASE` is where QEMU loaded
+//!   the interpreter (`load_elf_binary` in QEMU's `linux-user/elfload.c`),
+//!   `AT_SYSINFO_EHDR` the vDSO;
 //! - every other file: the guest's own `mmap` calls, seen at entry and
 //!   return. The file behind a descriptor is the one `/proc/self/fd/N`
 //!   names (in linux-user, guest descriptors are QEMU's own), and the path
@@ -24,9 +25,10 @@
 //! QEMU's API is called only from vCPU callbacks (the first system call),
 //! never at install. Files are read with a few small reads (headers and
 //! notes), once per file, so that the recorder allocates little while the
-//! guest runs.
+//! guest runs. Nothing here is on the hot path: it runs at system calls,
+//! and takes its lock only for the few calls it follows.
 //!
-//! Not followed: `mremap` of a file mapping, and QEMU's own vDSO (not a file).
+//! Not followed: `mremap` of a file mapping.
 
 use std::collections::HashMap;
 use std::fs;
