@@ -54,6 +54,7 @@ impl ElfInfo {
     /// Reads the headers and notes of the ELF file at `path` (a few small
     /// reads, not the whole file).
     pub fn read(path: &Path) -> Result<ElfInfo, String> {
+        regular_file(path)?;
         let file = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let cache = ReadCache::new(file);
         contained(|| parse(&cache)).map_err(|e| format!("{}: {e}", path.display()))
@@ -120,6 +121,17 @@ impl ElfInfo {
             .iter()
             .find(|s| s.vaddr <= vaddr && vaddr < s.vaddr + s.filesz)
             .map(|s| vaddr - s.vaddr + s.offset)
+    }
+}
+
+/// Fails unless `path` is a regular file: opening a FIFO would block, and
+/// reading a device (`/dev/zero`) would not end.
+pub(crate) fn regular_file(path: &Path) -> Result<(), String> {
+    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if meta.is_file() {
+        Ok(())
+    } else {
+        Err(format!("{}: not a regular file", path.display()))
     }
 }
 
@@ -261,6 +273,14 @@ mod tests {
         h[54] = 56; // e_phentsize
         h[56] = 9; // e_phnum
         assert!(ElfInfo::parse(&h).is_err());
+    }
+
+    #[test]
+    fn devices_and_directories_are_not_read() {
+        for p in ["/dev/zero", "/dev/null", "/"] {
+            let e = ElfInfo::read(Path::new(p)).unwrap_err();
+            assert!(e.contains("not a regular file"), "{e}");
+        }
     }
 
     #[test]

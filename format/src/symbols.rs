@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 use object::{Object, ObjectSection, ObjectSymbol, SymbolKind};
 
-use crate::elf::{contained, hex};
+use crate::elf::{contained, hex, regular_file};
 use crate::schema::{Module, ModuleKind};
 
 /// Where separate debug files are looked for by default, as GDB does.
@@ -183,6 +183,7 @@ pub struct SymbolFile {
 impl SymbolFile {
     /// Reads and parses `path`, and its debug file when it is stripped.
     pub fn load(path: &Path, debug_dirs: &[PathBuf]) -> Result<SymbolFile, String> {
+        regular_file(path)?;
         let data = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
         contained(|| {
             let file = object::File::parse(&*data).map_err(|e| e.to_string())?;
@@ -256,7 +257,7 @@ fn find_debug_file(
         }
     }
     for c in candidates {
-        if c == path {
+        if c == path || regular_file(&c).is_err() {
             continue;
         }
         let Ok(data) = std::fs::read(&c) else {
@@ -421,6 +422,59 @@ mod tests {
         // Each file is tried once.
         assert_eq!(r.symbol(0x1100), None);
         assert!(r.take_notes().is_empty());
+    }
+
+    /// A function of this test binary with a name the resolver must find.
+    #[no_mangle]
+    #[inline(never)]
+    pub extern "C" fn qtrace_symbols_test_marker(x: u64) -> u64 {
+        std::hint::black_box(x).wrapping_mul(3)
+    }
+
+    /// This test binary as a module: where its first page is mapped, from
+    /// /proc/self/maps.
+    fn this_binary() -> Module {
+        let exe = std::fs::canonicalize(std::env::current_exe().unwrap()).unwrap();
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        let first = maps
+            .lines()
+            .find(|l| l.ends_with(exe.to_str().unwrap()))
+            .unwrap();
+        let f: Vec<&str> = first.split_whitespace().collect();
+        assert_eq!(u64::from_str_radix(f[2], 16).unwrap(), 0, "{first}");
+        let base = u64::from_str_radix(f[0].split('-').next().unwrap(), 16).unwrap();
+        let info = crate::elf::ElfInfo::read(&exe).unwrap();
+        let lowest = info.loads.iter().map(|s| s.vaddr).min().unwrap();
+        let mut m = module(0, exe.to_str().unwrap(), base, 1 << 40);
+        m.bias = Some(base - lowest);
+        m.build_id = info.build_id_hex();
+        m
+    }
+
+    #[test]
+    fn finds_a_function_of_this_binary() {
+        let addr = qtrace_symbols_test_marker as *const () as u64;
+        assert_eq!(qtrace_symbols_test_marker(2), 6);
+        let mut r = Resolver::new(vec![this_binary()]);
+        assert_eq!(
+            r.symbol(addr).as_deref(),
+            Some("qtrace_symbols_test_marker")
+        );
+        assert_eq!(
+            r.symbol(addr + 1).as_deref(),
+            Some("qtrace_symbols_test_marker")
+        );
+        assert!(r.take_notes().is_empty());
+        // Recorded with another build id: not this file.
+        let mut m = this_binary();
+        m.build_id = Some("00".into());
+        let mut r = Resolver::new(vec![m]);
+        assert_eq!(r.symbol(addr), None);
+        let notes = r.take_notes();
+        assert!(
+            notes.len() == 1 && notes[0].contains("differs"),
+            "{notes:?}"
+        );
     }
 
     #[test]
