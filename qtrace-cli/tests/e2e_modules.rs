@@ -582,3 +582,63 @@ fn aarch64_sample_under_a_sysroot() {
     blocks_lie_in_module_text(&d);
     assert_eq!(listed(&trace, &[])[0].1.as_deref(), Some("qthot_round"));
 }
+
+#[test]
+fn dlclose_unloads_and_a_reload_is_a_module_of_its_own() {
+    let prog = x86_sample("dynload");
+    let lib = x86_sample("libqthot.so");
+    let (_dir, trace, printed) = record_printing(&[prog.to_str().unwrap()], &[]);
+    let d = dump(&trace);
+    let want = std::fs::canonicalize(&lib).unwrap();
+    let loads: Vec<&Value> = d
+        .modules
+        .iter()
+        .filter(|m| Path::new(m["path"].as_str().unwrap()) == want)
+        .collect();
+    assert_eq!(loads.len(), 2, "{:#?}", d.modules);
+    // Where the guest says each load put qthot_mix.
+    let (mix_value, _) = nm_functions(&lib, false)["qthot_mix"];
+    let printed: Vec<u64> = printed
+        .lines()
+        .filter_map(|l| l.split(" at 0x").nth(1)?.split(' ').next())
+        .map(|a| u64::from_str_radix(a, 16).unwrap())
+        .collect();
+    assert_eq!(printed.len(), 2, "{printed:?}");
+    let munmaps = run_python(
+        r#"
+import duckdb, sys
+for r in duckdb.sql(f"SELECT block_seq, arg0 FROM read_parquet('{sys.argv[1]}/syscalls/*/*.parquet') WHERE name = 'munmap' AND ret = 0 ORDER BY seq").fetchall():
+    print(*r)
+"#,
+        &trace,
+    );
+    let munmaps: Vec<(u64, u64)> = munmaps
+        .lines()
+        .map(|l| {
+            let (a, b) = l.split_once(' ').unwrap();
+            (a.parse().unwrap(), b.parse().unwrap())
+        })
+        .collect();
+    for (m, mix) in loads.iter().zip(&printed) {
+        assert_eq!(num(m, "bias"), mix - mix_value, "{m}");
+        assert_eq!(m["build_id"], readelf_build_id(&lib).as_str());
+        // dlclose unmapped it, whole, in one munmap of its base.
+        let gone = num(m, "unloaded_block_seq");
+        assert!(
+            munmaps.contains(&(gone, num(m, "base"))),
+            "{m}: {munmaps:?}"
+        );
+    }
+    assert!(num(loads[0], "unloaded_block_seq") < num(loads[1], "loaded_block_seq"));
+    // Every block lies in the text of a module, loaded or since unloaded.
+    for &(pc, _) in &d.blocks {
+        assert!(
+            d.modules.iter().any(|m| !m["text_start"].is_null()
+                && num(m, "text_start") <= pc
+                && pc < num(m, "text_end")),
+            "block {pc:#x}"
+        );
+    }
+    // Both loads held the same addresses, and name them alike.
+    assert_eq!(listed(&trace, &[])[0].1.as_deref(), Some("qthot_round"));
+}
