@@ -124,10 +124,12 @@ enum Pending {
 }
 
 impl Modules {
-    /// `enabled` false: no table, no work at system calls.
+    /// `enabled` false: no table, no work at system calls. Guests whose
+    /// system calls the recorder cannot name (`names` empty) have no
+    /// modules either: their `mmap` could not be told from other calls.
     pub fn new(enabled: bool, names: syscall_names::Table) -> Modules {
         Modules {
-            enabled,
+            enabled: enabled && !names.is_empty(),
             names,
             started: AtomicBool::new(false),
             tracker: Mutex::new(Tracker::default()),
