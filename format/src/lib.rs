@@ -8,7 +8,10 @@
 //! - [`manifest`]: what was recorded and how the run ended;
 //! - [`writer`]: writes a table partition as sealed part files, and
 //!   [`blocks_writer`] the encoder of the one table that must keep up with QEMU;
-//! - [`reader`]: opens a trace and scans its tables in parallel.
+//! - [`reader`]: opens a trace and scans its tables in parallel;
+//! - [`elf`]: the facts of an ELF file that the `modules` table records,
+//!   and [`symbols`], which turns a trace's addresses into symbol names
+//!   offline through that table and the files on disk.
 //!
 //! Users' documentation of the tables, with DuckDB and pandas examples, is
 //! `format/README.md`.
@@ -16,18 +19,20 @@
 use std::path::{Path, PathBuf};
 
 pub mod blocks_writer;
+pub mod elf;
 pub mod layout;
 pub mod manifest;
 pub mod mem_writer;
 mod pages;
 pub mod reader;
 pub mod schema;
+pub mod symbols;
 pub mod writer;
 
 pub use layout::PartPath;
 pub use manifest::{Manifest, VcpuTotals};
 pub use reader::{scan, Trace};
-pub use schema::{BlockCount, BlockInfo, InsnInfo, Syscall, Table};
+pub use schema::{BlockCount, BlockInfo, InsnInfo, Module, ModuleKind, Syscall, Table};
 
 /// What went wrong, and with which file.
 ///

@@ -18,7 +18,7 @@ use rayon::prelude::*;
 
 use crate::layout::{list_parts, PartPath, MANIFEST};
 use crate::manifest::Manifest;
-use crate::schema::{self, BlockCount, BlockInfo, Table};
+use crate::schema::{self, BlockCount, BlockInfo, Module, Table};
 use crate::{Error, Result};
 
 /// Rows per decoded batch.
@@ -79,6 +79,27 @@ impl Trace {
             },
         )?;
         rows.sort_by_key(|b| b.id);
+        Ok(rows)
+    }
+
+    /// Every row of `modules`, ordered by module id. Empty when the trace
+    /// has no `modules` table (recorded with `modules=off`, or unfinished).
+    pub fn modules(&self) -> Result<Vec<Module>> {
+        let parts = self.parts(Table::Modules)?;
+        let mut rows = scan(
+            &parts,
+            &[],
+            Vec::new,
+            |mut acc, batch, _| {
+                acc.extend(schema::modules_rows(batch)?);
+                Ok(acc)
+            },
+            |mut a, b| {
+                a.extend(b);
+                a
+            },
+        )?;
+        rows.sort_by_key(|m| m.id);
         Ok(rows)
     }
 

@@ -10,6 +10,7 @@
 //! | `mem`          | `vcpu=N`       | memory access, in execution order (option `mem=`) |
 //! | `regs`         | `vcpu=N`       | register read at a system call's entry (option `regs=`) |
 //! | `syscalls`     | `vcpu=N`       | system call, in the order they were made (option `syscalls=`) |
+//! | `modules`      | -              | file mapped into the guest: the program, its interpreter, each `mmap`ed file |
 
 use std::sync::{Arc, OnceLock};
 
@@ -41,16 +42,20 @@ pub enum Table {
     Regs,
     /// System calls per vCPU, in order, with arguments and return value.
     Syscalls,
+    /// The files mapped into the guest (the program, its interpreter and
+    /// every file it maps), with build ids and when each came and went.
+    Modules,
 }
 
 impl Table {
-    pub const ALL: [Table; 6] = [
+    pub const ALL: [Table; 7] = [
         Table::Blocks,
         Table::BlockDict,
         Table::BlockCounts,
         Table::Mem,
         Table::Syscalls,
         Table::Regs,
+        Table::Modules,
     ];
 
     /// The table's directory name under the trace root.
@@ -62,6 +67,7 @@ impl Table {
             Table::Mem => "mem",
             Table::Regs => "regs",
             Table::Syscalls => "syscalls",
+            Table::Modules => "modules",
         }
     }
 
@@ -81,6 +87,7 @@ impl Table {
         static MEM: OnceLock<SchemaRef> = OnceLock::new();
         static REGS: OnceLock<SchemaRef> = OnceLock::new();
         static SYSCALLS: OnceLock<SchemaRef> = OnceLock::new();
+        static MODULES: OnceLock<SchemaRef> = OnceLock::new();
         match self {
             Table::Blocks => BLOCKS.get_or_init(blocks_schema).clone(),
             Table::BlockDict => DICT.get_or_init(block_dict_schema).clone(),
@@ -88,6 +95,7 @@ impl Table {
             Table::Mem => MEM.get_or_init(mem_schema).clone(),
             Table::Regs => REGS.get_or_init(regs_schema).clone(),
             Table::Syscalls => SYSCALLS.get_or_init(syscalls_schema).clone(),
+            Table::Modules => MODULES.get_or_init(modules_schema).clone(),
         }
     }
 
@@ -129,7 +137,7 @@ impl Table {
                     .set_max_row_group_row_count(Some(1 << 20))
                     .set_max_row_group_bytes(Some(64 << 20));
             }
-            Table::Syscalls | Table::Regs => {
+            Table::Syscalls | Table::Regs | Table::Modules => {
                 // Few rows: the writer's defaults (dictionaries) suit them.
                 b = b.set_max_row_group_row_count(Some(64 * 1024));
             }
@@ -174,6 +182,23 @@ pub mod col {
     ];
     pub const RET: &str = "ret";
     pub const ERRNO: &str = "errno";
+    pub const MODULE_ID: &str = "module_id";
+    pub const KIND: &str = "kind";
+    pub const PATH: &str = "path";
+    pub const GUEST_PATH: &str = "guest_path";
+    pub const BUILD_ID: &str = "build_id";
+    pub const BASE: &str = "base";
+    pub const BIAS: &str = "bias";
+    pub const TEXT_START: &str = "text_start";
+    pub const TEXT_END: &str = "text_end";
+    pub const ENTRY: &str = "entry";
+    pub const SEGMENTS: &str = "segments";
+    pub const FILE_OFFSET: &str = "file_offset";
+    pub const PROT: &str = "prot";
+    pub const LOADED_VCPU: &str = "loaded_vcpu";
+    pub const LOADED_BLOCK_SEQ: &str = "loaded_block_seq";
+    pub const UNLOADED_VCPU: &str = "unloaded_vcpu";
+    pub const UNLOADED_BLOCK_SEQ: &str = "unloaded_block_seq";
 }
 
 fn blocks_schema() -> SchemaRef {
@@ -609,6 +634,261 @@ pub fn block_counts_rows(batch: &RecordBatch) -> Result<Vec<BlockCount>> {
         .collect())
 }
 
+fn segment_fields() -> Fields {
+    Fields::from(vec![
+        Field::new(col::ADDR, DataType::UInt64, false),
+        Field::new(col::SIZE, DataType::UInt64, false),
+        Field::new(col::FILE_OFFSET, DataType::UInt64, false),
+        Field::new(col::PROT, DataType::UInt8, false),
+    ])
+}
+
+fn segments_item_field() -> Arc<Field> {
+    Arc::new(Field::new(
+        "item",
+        DataType::Struct(segment_fields()),
+        false,
+    ))
+}
+
+fn modules_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new(col::MODULE_ID, DataType::UInt32, false),
+        Field::new(col::KIND, DataType::Utf8, false),
+        Field::new(col::PATH, DataType::Utf8, false),
+        Field::new(col::GUEST_PATH, DataType::Utf8, true),
+        Field::new(col::BUILD_ID, DataType::Utf8, true),
+        Field::new(col::BASE, DataType::UInt64, false),
+        Field::new(col::SIZE, DataType::UInt64, false),
+        Field::new(col::BIAS, DataType::UInt64, true),
+        Field::new(col::TEXT_START, DataType::UInt64, true),
+        Field::new(col::TEXT_END, DataType::UInt64, true),
+        Field::new(col::ENTRY, DataType::UInt64, true),
+        Field::new(col::SEGMENTS, DataType::List(segments_item_field()), false),
+        Field::new(col::LOADED_VCPU, DataType::UInt32, true),
+        Field::new(col::LOADED_BLOCK_SEQ, DataType::UInt64, true),
+        Field::new(col::UNLOADED_VCPU, DataType::UInt32, true),
+        Field::new(col::UNLOADED_BLOCK_SEQ, DataType::UInt64, true),
+    ]))
+}
+
+/// How a module came into the guest's memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ModuleKind {
+    /// The program QEMU runs.
+    Main,
+    /// The program's ELF interpreter (`PT_INTERP`), which QEMU loads itself.
+    Interp,
+    /// A file the guest mapped with `mmap`.
+    Mmap,
+    /// QEMU's vDSO image (not a file), which the guest finds through its
+    /// auxiliary vector (`AT_SYSINFO_EHDR`).
+    Vdso,
+}
+
+impl ModuleKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            ModuleKind::Main => "main",
+            ModuleKind::Interp => "interp",
+            ModuleKind::Mmap => "mmap",
+            ModuleKind::Vdso => "vdso",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<ModuleKind> {
+        [
+            ModuleKind::Main,
+            ModuleKind::Interp,
+            ModuleKind::Mmap,
+            ModuleKind::Vdso,
+        ]
+        .into_iter()
+        .find(|k| k.name() == name)
+    }
+}
+
+/// One mapping of a module's file: `size` bytes at `addr` holding the file
+/// from `file_offset`, with protection `prot` (`PROT_READ` 1, `PROT_WRITE`
+/// 2, `PROT_EXEC` 4).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Segment {
+    pub addr: u64,
+    pub size: u64,
+    pub file_offset: u64,
+    pub prot: u8,
+}
+
+/// A point in the trace: the block execution `block_seq` of `vcpu`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TracePoint {
+    pub vcpu: u32,
+    pub block_seq: u64,
+}
+
+/// A file mapped into the guest: a row of `modules`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Module {
+    pub id: u32,
+    pub kind: ModuleKind,
+    /// The file on the recording host (absolute, symbolic links resolved).
+    pub path: String,
+    /// The file as the guest named it, where known.
+    pub guest_path: Option<String>,
+    /// The GNU build id, lower-case hex.
+    pub build_id: Option<String>,
+    /// Lowest address of the module's mappings, and the bytes they span.
+    pub base: u64,
+    pub size: u64,
+    /// Run-time address minus the ELF file's virtual address.
+    pub bias: Option<u64>,
+    /// The executable part: `text.0 <= pc < text.1`.
+    pub text: Option<(u64, u64)>,
+    pub entry: Option<u64>,
+    pub segments: Vec<Segment>,
+    /// The call that mapped it; `None` for what QEMU mapped before the guest ran.
+    pub loaded: Option<TracePoint>,
+    /// The call that unmapped its last byte; `None` if mapped until the end.
+    pub unloaded: Option<TracePoint>,
+}
+
+impl Module {
+    /// Whether `addr` lies in the module's span.
+    pub fn contains(&self, addr: u64) -> bool {
+        addr >= self.base && addr - self.base < self.size
+    }
+}
+
+/// A `modules` batch from its rows.
+pub fn modules_batch(rows: &[Module]) -> RecordBatch {
+    use arrow_array::{UInt32Array as U32, UInt8Array};
+    let u64s = |f: &dyn Fn(&Module) -> Option<u64>| -> ArrayRef {
+        Arc::new(UInt64Array::from_iter(rows.iter().map(f)))
+    };
+    let strings = |f: &dyn Fn(&Module) -> Option<&str>| -> ArrayRef {
+        Arc::new(StringArray::from_iter(rows.iter().map(f)))
+    };
+    let segs: Vec<&Segment> = rows.iter().flat_map(|m| &m.segments).collect();
+    let mut offsets = vec![0i32];
+    for m in rows {
+        offsets.push(offsets[offsets.len() - 1] + m.segments.len() as i32);
+    }
+    let segments = StructArray::new(
+        segment_fields(),
+        vec![
+            Arc::new(UInt64Array::from_iter_values(segs.iter().map(|s| s.addr))) as ArrayRef,
+            Arc::new(UInt64Array::from_iter_values(segs.iter().map(|s| s.size))),
+            Arc::new(UInt64Array::from_iter_values(
+                segs.iter().map(|s| s.file_offset),
+            )),
+            Arc::new(UInt8Array::from_iter_values(segs.iter().map(|s| s.prot))),
+        ],
+        None,
+    );
+    let segments = ListArray::new(
+        segments_item_field(),
+        OffsetBuffer::new(offsets.into()),
+        Arc::new(segments),
+        None,
+    );
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(U32::from_iter_values(rows.iter().map(|m| m.id))),
+        strings(&|m| Some(m.kind.name())),
+        strings(&|m| Some(&m.path)),
+        strings(&|m| m.guest_path.as_deref()),
+        strings(&|m| m.build_id.as_deref()),
+        u64s(&|m| Some(m.base)),
+        u64s(&|m| Some(m.size)),
+        u64s(&|m| m.bias),
+        u64s(&|m| m.text.map(|t| t.0)),
+        u64s(&|m| m.text.map(|t| t.1)),
+        u64s(&|m| m.entry),
+        Arc::new(segments),
+        Arc::new(U32::from_iter(
+            rows.iter().map(|m| m.loaded.map(|p| p.vcpu)),
+        )),
+        u64s(&|m| m.loaded.map(|p| p.block_seq)),
+        Arc::new(U32::from_iter(
+            rows.iter().map(|m| m.unloaded.map(|p| p.vcpu)),
+        )),
+        u64s(&|m| m.unloaded.map(|p| p.block_seq)),
+    ];
+    RecordBatch::try_new(Table::Modules.schema(), columns)
+        .expect("modules batch matches its schema")
+}
+
+/// Decodes `modules` rows.
+pub fn modules_rows(batch: &RecordBatch) -> Result<Vec<Module>> {
+    use arrow_array::UInt8Array;
+    let id: &UInt32Array = column(batch, col::MODULE_ID)?;
+    let kind: &StringArray = column(batch, col::KIND)?;
+    let path: &StringArray = column(batch, col::PATH)?;
+    let guest_path: &StringArray = column(batch, col::GUEST_PATH)?;
+    let build_id: &StringArray = column(batch, col::BUILD_ID)?;
+    let base: &UInt64Array = column(batch, col::BASE)?;
+    let size: &UInt64Array = column(batch, col::SIZE)?;
+    let bias: &UInt64Array = column(batch, col::BIAS)?;
+    let text_start: &UInt64Array = column(batch, col::TEXT_START)?;
+    let text_end: &UInt64Array = column(batch, col::TEXT_END)?;
+    let entry: &UInt64Array = column(batch, col::ENTRY)?;
+    let segments: &ListArray = column(batch, col::SEGMENTS)?;
+    let loaded_vcpu: &UInt32Array = column(batch, col::LOADED_VCPU)?;
+    let loaded_seq: &UInt64Array = column(batch, col::LOADED_BLOCK_SEQ)?;
+    let unloaded_vcpu: &UInt32Array = column(batch, col::UNLOADED_VCPU)?;
+    let unloaded_seq: &UInt64Array = column(batch, col::UNLOADED_BLOCK_SEQ)?;
+    let values = segments
+        .values()
+        .as_any()
+        .downcast_ref::<StructArray>()
+        .ok_or_else(|| Error::schema(col::SEGMENTS, "a list of structs"))?;
+    let field = |name: &str| {
+        values
+            .column_by_name(name)
+            .ok_or_else(|| Error::schema(name, "a field of segments"))
+    };
+    let s_addr = downcast::<UInt64Array>(field(col::ADDR)?, col::ADDR)?;
+    let s_size = downcast::<UInt64Array>(field(col::SIZE)?, col::SIZE)?;
+    let s_offset = downcast::<UInt64Array>(field(col::FILE_OFFSET)?, col::FILE_OFFSET)?;
+    let s_prot = downcast::<UInt8Array>(field(col::PROT)?, col::PROT)?;
+    let opt = |a: &UInt64Array, i: usize| (!a.is_null(i)).then(|| a.value(i));
+    let point = |v: &UInt32Array, s: &UInt64Array, i: usize| {
+        (!v.is_null(i) && !s.is_null(i)).then(|| TracePoint {
+            vcpu: v.value(i),
+            block_seq: s.value(i),
+        })
+    };
+    let offsets = segments.value_offsets();
+    let mut out = Vec::with_capacity(batch.num_rows());
+    for i in 0..batch.num_rows() {
+        let kind = ModuleKind::from_name(kind.value(i))
+            .ok_or_else(|| Error::schema(col::KIND, "main, interp, mmap or vdso"))?;
+        let (lo, hi) = (offsets[i] as usize, offsets[i + 1] as usize);
+        out.push(Module {
+            id: id.value(i),
+            kind,
+            path: path.value(i).to_string(),
+            guest_path: opt_str(guest_path, i),
+            build_id: opt_str(build_id, i),
+            base: base.value(i),
+            size: size.value(i),
+            bias: opt(bias, i),
+            text: opt(text_start, i).zip(opt(text_end, i)),
+            entry: opt(entry, i),
+            segments: (lo..hi)
+                .map(|k| Segment {
+                    addr: s_addr.value(k),
+                    size: s_size.value(k),
+                    file_offset: s_offset.value(k),
+                    prot: s_prot.value(k),
+                })
+                .collect(),
+            loaded: point(loaded_vcpu, loaded_seq, i),
+            unloaded: point(unloaded_vcpu, unloaded_seq, i),
+        });
+    }
+    Ok(out)
+}
+
 /// A column of `batch` by name, as the array type the schema gives it.
 pub fn column<'a, T: Array + 'static>(batch: &'a RecordBatch, name: &str) -> Result<&'a T> {
     let array = batch
@@ -715,6 +995,56 @@ mod tests {
         let errno: &Int32Array = column(&batch, col::ERRNO).unwrap();
         let errno: Vec<Option<i32>> = errno.iter().collect();
         assert_eq!(errno, vec![None, Some(2), None, None]);
+    }
+
+    #[test]
+    fn modules_round_trip() {
+        let rows = vec![
+            Module {
+                id: 0,
+                kind: ModuleKind::Main,
+                path: "/bin/prog".into(),
+                guest_path: Some("prog".into()),
+                build_id: Some("abcd".into()),
+                base: 0x400000,
+                size: 0x3000,
+                bias: Some(0),
+                text: Some((0x401000, 0x401800)),
+                entry: Some(0x401020),
+                segments: vec![Segment {
+                    addr: 0x400000,
+                    size: 0x3000,
+                    file_offset: 0,
+                    prot: 5,
+                }],
+                loaded: None,
+                unloaded: None,
+            },
+            Module {
+                id: 1,
+                kind: ModuleKind::Mmap,
+                path: "/usr/share/data".into(),
+                guest_path: None,
+                build_id: None,
+                base: 0x7f00_0000_0000,
+                size: 0x1000,
+                bias: None,
+                text: None,
+                entry: None,
+                segments: vec![],
+                loaded: Some(TracePoint {
+                    vcpu: 1,
+                    block_seq: 77,
+                }),
+                unloaded: Some(TracePoint {
+                    vcpu: 0,
+                    block_seq: 99,
+                }),
+            },
+        ];
+        let batch = modules_batch(&rows);
+        assert_eq!(modules_rows(&batch).unwrap(), rows);
+        assert_eq!(modules_rows(&modules_batch(&[])).unwrap(), vec![]);
     }
 
     #[test]

@@ -1,15 +1,17 @@
-//! `qtrace info`: what a trace holds, from its manifest and the footers of
-//! its Parquet files.
+//! `qtrace info`: what a trace holds, from its manifest, the footers of its
+//! Parquet files, and its `modules` table.
 //!
-//! It must stay cheap on traces of any size: it reads footers only, never a
-//! data page.
+//! It must stay cheap on traces of any size: of the tables that grow with
+//! the run it reads footers only, never a data page; `modules` has a row per
+//! mapped file.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use clap::ValueEnum;
-use qtrace_format::{Manifest, Table, Trace};
+use qtrace_format::schema::TracePoint;
+use qtrace_format::{Manifest, Module, Table, Trace};
 use rayon::prelude::*;
 use serde_json::json;
 
@@ -44,12 +46,17 @@ pub fn run(args: Args) -> Result<()> {
         .iter()
         .map(|&table| table_stats(trace.root(), table))
         .collect::<Result<Vec<_>>>()?;
+    let modules = trace.modules()?;
     let mut out = output::stdout();
     match args.format {
-        InfoFormat::Table => write_table(&mut out, &args.dir, trace.manifest(), &tables)?,
-        InfoFormat::Json => {
-            output::write_json(&mut out, &to_json(&args.dir, trace.manifest(), &tables))?
+        InfoFormat::Table => {
+            write_table(&mut out, &args.dir, trace.manifest(), &tables)?;
+            write_modules(&mut out, &modules)?;
         }
+        InfoFormat::Json => output::write_json(
+            &mut out,
+            &to_json(&args.dir, trace.manifest(), &tables, &modules),
+        )?,
     }
     out.flush()?;
     Ok(())
@@ -192,6 +199,44 @@ fn write_table(w: &mut impl Write, dir: &Path, m: &Manifest, tables: &[TableStat
     Ok(())
 }
 
+/// The modules, in the order they were mapped: where, which file (and its
+/// build id), and between which points of the trace.
+fn write_modules(w: &mut impl Write, modules: &[Module]) -> Result<()> {
+    if modules.is_empty() {
+        return Ok(());
+    }
+    writeln!(w)?;
+    let mut t = TextTable::new(&[
+        ("module", Align::Right),
+        ("kind", Align::Left),
+        ("base", Align::Left),
+        ("end", Align::Left),
+        ("mapped", Align::Left),
+        ("unmapped", Align::Left),
+        ("build_id", Align::Left),
+        ("path", Align::Left),
+    ]);
+    for m in modules {
+        t.push(vec![
+            m.id.to_string(),
+            m.kind.name().to_string(),
+            format!("{:#x}", m.base),
+            format!("{:#x}", m.base.saturating_add(m.size)),
+            m.loaded.map_or_else(|| "start".to_string(), point),
+            m.unloaded.map_or_else(|| "-".to_string(), point),
+            m.build_id.clone().unwrap_or_else(|| "-".to_string()),
+            m.path.clone(),
+        ]);
+    }
+    t.write(w)?;
+    Ok(())
+}
+
+/// A point of the trace as `vcpu:block_seq`.
+fn point(p: TracePoint) -> String {
+    format!("{}:{}", p.vcpu, p.block_seq)
+}
+
 fn or_dash(s: &str) -> &str {
     if s.is_empty() {
         "-"
@@ -200,7 +245,12 @@ fn or_dash(s: &str) -> &str {
     }
 }
 
-fn to_json(dir: &Path, m: &Manifest, tables: &[TableStats]) -> serde_json::Value {
+fn to_json(
+    dir: &Path,
+    m: &Manifest,
+    tables: &[TableStats],
+    modules: &[Module],
+) -> serde_json::Value {
     let tables: serde_json::Map<String, serde_json::Value> = tables
         .iter()
         .map(|s| {
@@ -234,6 +284,28 @@ fn to_json(dir: &Path, m: &Manifest, tables: &[TableStats]) -> serde_json::Value
             "mem_accesses": v.mem_accesses,
         })).collect::<Vec<_>>(),
         "threads": m.threads,
+        "modules": modules.iter().map(module_json).collect::<Vec<_>>(),
         "tables": tables,
+    })
+}
+
+/// A module as JSON; addresses as hex strings, like `top-blocks`.
+fn module_json(m: &Module) -> serde_json::Value {
+    let hex = |a: u64| format!("{a:#x}");
+    let at = |p: Option<TracePoint>| p.map(|p| json!({ "vcpu": p.vcpu, "block_seq": p.block_seq }));
+    json!({
+        "module_id": m.id,
+        "kind": m.kind.name(),
+        "path": m.path,
+        "guest_path": m.guest_path,
+        "build_id": m.build_id,
+        "base": hex(m.base),
+        "size": m.size,
+        "bias": m.bias.map(hex),
+        "text_start": m.text.map(|t| hex(t.0)),
+        "text_end": m.text.map(|t| hex(t.1)),
+        "entry": m.entry.map(hex),
+        "loaded": at(m.loaded),
+        "unloaded": at(m.unloaded),
     })
 }

@@ -4,6 +4,10 @@
 //! guest's exit) or, when a recording did not finish or the user asks, by
 //! counting the `blocks` events in parallel. Both give the same numbers on a
 //! complete trace with no lost events; tests hold them to that.
+//!
+//! Symbols QEMU did not know (anything outside the main program) are
+//! resolved offline through the trace's `modules` table and the ELF files on
+//! disk (`qtrace_format::symbols`), for the listed blocks only.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -13,6 +17,7 @@ use anyhow::{bail, Result};
 use arrow_array::{Array, StringArray, UInt32Array, UInt64Array};
 use clap::ValueEnum;
 use qtrace_format::schema::{self, col};
+use qtrace_format::symbols::{Resolver, DEFAULT_DEBUG_DIR};
 use qtrace_format::{scan, BlockInfo, InsnInfo, PartPath, Table, Trace};
 use serde_json::json;
 
@@ -43,6 +48,11 @@ pub struct Args {
     /// counters when the trace has them.
     #[arg(long, value_enum, default_value_t = Source::Auto)]
     source: Source,
+    /// Where to look for the separate debug files of stripped modules, by
+    /// build id (`DIR/.build-id/ab/cdef....debug`) and by path; repeatable.
+    /// Beside the module (`PATH.debug`) is always tried.
+    #[arg(long = "debug-dir", value_name = "DIR", default_value = DEFAULT_DEBUG_DIR)]
+    debug_dirs: Vec<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -73,7 +83,7 @@ pub fn run(args: Args) -> Result<()> {
             check_vcpu_exists(&trace, v)?;
         }
     }
-    let dict = if args.disas {
+    let mut dict = if args.disas {
         trace
             .block_dict()?
             .into_iter()
@@ -83,6 +93,7 @@ pub fn run(args: Args) -> Result<()> {
         block_meta(&trace)?
     };
     let ranked = rank(counts, &dict, args.by, args.limit);
+    name_unknown_symbols(&trace, &ranked, &mut dict, args.debug_dirs)?;
     let mut out = output::stdout();
     match args.format {
         Format::Table => write_table(&mut out, &ranked, &dict, args.disas)?,
@@ -198,6 +209,51 @@ fn check_vcpu_exists(trace: &Trace, vcpu: u32) -> Result<()> {
         trace.root().display(),
         if list.is_empty() { "none" } else { &list }
     )
+}
+
+/// Fills in the symbols QEMU did not know, of the listed blocks and (with
+/// `--disas`) of their instructions, from the trace's modules. What could
+/// not be resolved, and why, is said on stderr.
+fn name_unknown_symbols(
+    trace: &Trace,
+    ranked: &[Ranked],
+    dict: &mut HashMap<u32, Meta>,
+    debug_dirs: Vec<PathBuf>,
+) -> Result<()> {
+    let unknown = |m: &Meta| m.symbol.is_none() || m.insns.iter().any(|i| i.symbol.is_none());
+    if !ranked
+        .iter()
+        .any(|r| dict.get(&r.block_id).is_some_and(unknown))
+    {
+        return Ok(());
+    }
+    let modules = match trace.modules() {
+        Ok(m) => m,
+        Err(e) => {
+            // The counts stand without symbols.
+            eprintln!("note: no symbols from the modules table: {e}");
+            return Ok(());
+        }
+    };
+    let mut resolver = Resolver::new(modules).with_debug_dirs(debug_dirs);
+    if resolver.is_empty() {
+        return Ok(());
+    }
+    for r in ranked {
+        let Some(m) = dict.get_mut(&r.block_id) else {
+            continue;
+        };
+        if m.symbol.is_none() {
+            m.symbol = resolver.symbol(m.pc);
+        }
+        for i in m.insns.iter_mut().filter(|i| i.symbol.is_none()) {
+            i.symbol = resolver.symbol(i.addr);
+        }
+    }
+    for note in resolver.take_notes() {
+        eprintln!("note: {note}");
+    }
+    Ok(())
 }
 
 /// What the listing needs of a `block_dict` row.
@@ -339,7 +395,7 @@ fn write_table(
             r.block_id.to_string(),
         ];
         let details = match meta {
-            Some(m) if disas => disas_lines(&m.insns),
+            Some(m) if disas => disas_lines(&m.insns, m.symbol.as_deref()),
             None if disas => vec!["      (block missing from block_dict)".to_string()],
             _ => Vec::new(),
         };
@@ -350,8 +406,9 @@ fn write_table(
 }
 
 /// Instructions under a block's row: address, bytes, disassembly, with the
-/// bytes padded so the disassembly lines up within the block.
-fn disas_lines(insns: &[InsnInfo]) -> Vec<String> {
+/// bytes padded so the disassembly lines up within the block, and the
+/// instruction's symbol where it is not the block's (`<name>`).
+fn disas_lines(insns: &[InsnInfo], block_symbol: Option<&str>) -> Vec<String> {
     let bytes: Vec<String> = insns
         .iter()
         .map(|i| {
@@ -367,9 +424,11 @@ fn disas_lines(insns: &[InsnInfo]) -> Vec<String> {
         .iter()
         .zip(&bytes)
         .map(|(i, b)| {
-            format!("      {:#x}  {b:width$}  {}", i.addr, i.disas)
-                .trim_end()
-                .to_string()
+            let mut line = format!("      {:#x}  {b:width$}  {}", i.addr, i.disas);
+            if let Some(s) = i.symbol.as_deref().filter(|&s| Some(s) != block_symbol) {
+                line.push_str(&format!("  <{s}>"));
+            }
+            line.trim_end().to_string()
         })
         .collect()
 }
@@ -440,6 +499,7 @@ fn to_json(rows: &[Ranked], dict: &HashMap<u32, Meta>, disas: bool) -> serde_jso
                                 "addr": format!("{:#x}", i.addr),
                                 "bytes": hex(&i.bytes),
                                 "disas": i.disas,
+                                "symbol": i.symbol,
                             })
                         })
                         .collect()

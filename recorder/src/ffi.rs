@@ -156,6 +156,71 @@ pub fn num_vcpus() -> u32 {
     unsafe { sys::qemu_plugin_num_vcpus() }.max(0) as u32
 }
 
+/// What QEMU says of the program it loaded (linux-user only).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MainBinary {
+    /// The program's path as QEMU was given it.
+    pub path: String,
+    /// The lowest and highest-plus-one addresses of its executable segments.
+    pub start_code: u64,
+    pub end_code: u64,
+    /// Where the guest starts: the program's entry, or its interpreter's
+    /// when it has one (QEMU replaces the one with the other).
+    pub entry: u64,
+}
+
+/// The program QEMU loaded, from `qemu_plugin_path_to_binary`,
+/// `_start_code`, `_end_code` and `_entry_code`; `None` when this QEMU does
+/// not export them (QEMU 10.0.2's linux-user builds leave them out: its
+/// build tests a configuration symbol that is never set, so QEMU's own
+/// `libdrcov.so` does not load either) and in system emulation.
+///
+/// They are looked up at run time rather than linked, since a plugin that
+/// names a function QEMU lacks is refused at load. Only on a vCPU thread,
+/// inside a vCPU callback: QEMU reads them from the current vCPU's task.
+pub fn main_binary() -> Option<MainBinary> {
+    type PathFn = unsafe extern "C" fn() -> *const c_char;
+    type AddrFn = unsafe extern "C" fn() -> u64;
+    let find = |name: &CStr| {
+        // SAFETY: `name` is NUL-terminated; RTLD_DEFAULT searches the
+        // process's global symbols, which include QEMU's exported API.
+        let p = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) };
+        (!p.is_null()).then_some(p)
+    };
+    let path = find(c"qemu_plugin_path_to_binary")?;
+    let start = find(c"qemu_plugin_start_code")?;
+    let end = find(c"qemu_plugin_end_code")?;
+    let entry = find(c"qemu_plugin_entry_code")?;
+    // SAFETY: these symbols are QEMU's API functions, whose types
+    // qemu-plugin.h gives as `const char *(void)` and `uint64_t (void)`.
+    let (path, start, end, entry) = unsafe {
+        (
+            std::mem::transmute::<*mut c_void, PathFn>(path),
+            std::mem::transmute::<*mut c_void, AddrFn>(start),
+            std::mem::transmute::<*mut c_void, AddrFn>(end),
+            std::mem::transmute::<*mut c_void, AddrFn>(entry),
+        )
+    };
+    // SAFETY: called on a vCPU thread (see above); QEMU returns a string it
+    // allocated with g_strdup (or null), which is ours to free.
+    let path = unsafe {
+        let p = path();
+        let s = c_string(p);
+        if !p.is_null() {
+            g_free(p as *mut c_void);
+        }
+        s?
+    };
+    // SAFETY: as above; no other preconditions.
+    let (start_code, end_code, entry) = unsafe { (start(), end(), entry()) };
+    Some(MainBinary {
+        path,
+        start_code,
+        end_code,
+        entry,
+    })
+}
+
 static REPORTED_PANIC: AtomicBool = AtomicBool::new(false);
 
 /// Runs a callback body; a panic is reported once on stderr and stops there.

@@ -4,6 +4,8 @@
 //! - [`ffi`]: the only place that touches QEMU's API (bindings, trampolines);
 //! - `options`: the plugin's options, checked at install;
 //! - `filter`: which blocks are recorded, decided at translation;
+//! - `modules`: the files mapped into the guest (`modules` table), followed
+//!   through its system calls;
 //! - `recorder`: what each callback does (the hot path is `on_exec`);
 //! - `sink`: background writer threads that turn buffers into Parquet parts;
 //! - `syscall_names`: syscall numbers to names per guest architecture (generated).
@@ -13,6 +15,7 @@
 mod disas;
 pub mod ffi;
 mod filter;
+mod modules;
 mod options;
 mod recorder;
 mod sink;

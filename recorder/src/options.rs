@@ -22,6 +22,7 @@ options: out=DIR (required: the trace directory, created; must not exist or be e
          mem=off|addr|values (record memory accesses: not, addresses only, or with values; default off)
          mem_rw=r|w|rw (which accesses: loads, stores or both; default rw)
          syscalls=on|off (record system calls, default on)
+         modules=on|off (record the files mapped into the guest, with build ids, default on)
          ranges=START-END+... (record only blocks starting in these address ranges, END excluded)
          syms=PATTERN+... (record only blocks in symbols matching these globs; with ranges=, either)
          syscall_data=N (record up to N bytes of what read/write-like system calls transfer, default 0)
@@ -56,6 +57,8 @@ pub struct Options {
     pub mem: MemMode,
     pub mem_rw: MemRw,
     pub syscalls: bool,
+    /// Follow the files mapped into the guest (the `modules` table).
+    pub modules: bool,
     /// Which blocks are recorded.
     pub filter: Filter,
     /// GDB names (globs) of the registers read at each system call's entry.
@@ -82,6 +85,7 @@ impl Options {
             mem: MemMode::Off,
             mem_rw: MemRw::Both,
             syscalls: true,
+            modules: true,
             filter: Filter::default(),
             regs: Vec::new(),
             syscall_data: 0,
@@ -115,6 +119,7 @@ impl Options {
                 }
                 "disas" => o.disas = boolean(key, value)?,
                 "syscalls" => o.syscalls = boolean(key, value)?,
+                "modules" => o.modules = boolean(key, value)?,
                 "ranges" => o.filter.ranges = Filter::parse_ranges(value)?,
                 "syms" => o.filter.syms = Filter::parse_syms(value)?,
                 "syscall_data" => o.syscall_data = int(key, value, 0, 1 << 20)? as usize,
@@ -183,6 +188,8 @@ mod tests {
         assert_eq!((o.zstd, o.writers, o.disas), (9, 1, false));
         assert!(o.syscalls);
         assert!(!Options::parse(&["out=x", "syscalls=off"]).unwrap().syscalls);
+        assert!(o.modules);
+        assert!(!Options::parse(&["out=x", "modules=off"]).unwrap().modules);
         assert_eq!(o.given.len(), 3);
     }
 
@@ -199,6 +206,7 @@ mod tests {
             (vec!["out=x", "mem=all"], "mem=all"),
             (vec!["out=x", "mem_rw=x"], "mem_rw=x"),
             (vec!["out=x", "syscalls=maybe"], "syscalls=maybe"),
+            (vec!["out=x", "modules=1"], "modules=1"),
         ] {
             let err = Options::parse(&args).unwrap_err();
             assert!(err.contains(needle), "{args:?}: {err}");

@@ -27,6 +27,7 @@ use crate::ffi::{
     self, Counter, GuestReader, Info, MemInfo, PerVcpu, Plugin, PluginId, Register, Tb, VcpuSlot,
 };
 use crate::filter::glob;
+use crate::modules::Modules;
 use crate::options::{MemMode, MemRw, Options};
 use crate::sink::{usable_out_dir, Batch, BlockBatch, Msg, Sink, SinkConfig, StreamBatch};
 use crate::stream;
@@ -51,6 +52,8 @@ struct State {
     lost_no_lane: AtomicU64,
     /// Syscall names of the guest architecture (empty if not known).
     syscall_names: syscall_names::Table,
+    /// The files mapped into the guest (option `modules=`).
+    modules: Modules,
 }
 
 static STATE: OnceLock<State> = OnceLock::new();
@@ -433,7 +436,12 @@ impl Plugin for Recorder {
         })
         .map_err(|e| format!("cannot start the writer threads: {e}"))?;
 
-        let syscalls = opts.syscalls;
+        // Modules are followed through the guest's system calls.
+        let syscalls = opts.syscalls || opts.modules;
+        let modules = Modules::new(
+            opts.modules && !info.system_emulation,
+            syscall_names::for_target(&info.target),
+        );
         let state = State {
             opts,
             root,
@@ -450,6 +458,7 @@ impl Plugin for Recorder {
             threads: Mutex::new(Vec::new()),
             lost_no_lane: AtomicU64::new(0),
             syscall_names: syscall_names::for_target(&info.target),
+            modules,
         };
         STATE
             .set(state)
@@ -590,6 +599,11 @@ impl Plugin for Recorder {
 
     fn on_syscall(vcpu: u32, num: i64, args: [u64; 8]) {
         let Some(state) = STATE.get() else { return };
+        let at = LANES.get(vcpu).map_or(0, |l| l.current_seq());
+        state.modules.on_syscall(vcpu, num, &args, at);
+        if !state.opts.syscalls {
+            return;
+        }
         let Some(slot) = SYSCALL_LANES.get(vcpu) else {
             no_lane();
             return;
@@ -636,6 +650,7 @@ impl Plugin for Recorder {
 
     fn on_syscall_ret(vcpu: u32, num: i64, ret: i64) {
         let Some(state) = STATE.get() else { return };
+        state.modules.on_syscall_ret(vcpu, num, ret);
         let Some(Some(lane)) = SYSCALL_LANES.get(vcpu) else {
             return;
         };
@@ -933,6 +948,10 @@ fn finish(state: &State) -> Result<(), String> {
         zstd,
     ) {
         errors.push(e.to_string());
+    }
+
+    if let Err(e) = state.modules.write(&state.root, zstd) {
+        errors.push(e);
     }
 
     let mut lost_total = state.lost_no_lane.load(Ordering::Relaxed);
