@@ -90,11 +90,11 @@ pub unsafe extern "C" fn qemu_plugin_install(
     match result {
         Ok(Ok(())) => 0,
         Ok(Err(msg)) => {
-            eprintln!("qtrace: {msg}");
+            warn!("qtrace: {msg}");
             -1
         }
         Err(panic) => {
-            eprintln!("qtrace: internal error at install: {}", panic_text(&panic));
+            warn!("qtrace: internal error at install: {}", panic_text(&panic));
             -1
         }
     }
@@ -228,7 +228,7 @@ static REPORTED_PANIC: AtomicBool = AtomicBool::new(false);
 pub fn guard(what: &str, f: impl FnOnce()) {
     if let Err(panic) = catch_unwind(AssertUnwindSafe(f)) {
         if !REPORTED_PANIC.swap(true, Ordering::Relaxed) {
-            eprintln!("qtrace: internal error in {what}: {}", panic_text(&panic));
+            warn!("qtrace: internal error in {what}: {}", panic_text(&panic));
         }
     }
 }

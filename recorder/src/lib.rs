@@ -8,9 +8,20 @@
 //!   through its system calls;
 //! - `recorder`: what each callback does (the hot path is `on_exec`);
 //! - `sink`: background writer threads that turn buffers into Parquet parts;
+//! - `stream`: the per-vCPU event stream of block ids and memory accesses;
 //! - `syscall_names`: syscall numbers to names per guest architecture (generated).
 //!
-//! No panic may reach QEMU: every callback runs under `catch_unwind`.
+//! No panic may reach QEMU: every callback runs under `catch_unwind`, and
+//! messages go through [`warn!`], which cannot panic (`eprintln!` panics
+//! when stderr fails, and QEMU shares the guest's file descriptors).
+
+/// Prints a line on stderr, ignoring any error.
+macro_rules! warn {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
 
 mod disas;
 pub mod ffi;

@@ -248,7 +248,7 @@ impl Modules {
         }
         let t = lock(&self.tracker);
         for w in &t.warnings {
-            eprintln!("qtrace: modules: {w}");
+            warn!("qtrace: modules: {w}");
         }
         let rows: Vec<Module> = t.modules.iter().map(|m| m.row.clone()).collect();
         drop(t);

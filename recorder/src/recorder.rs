@@ -691,7 +691,7 @@ impl Plugin for Recorder {
             return;
         }
         if let Err(e) = finish(state) {
-            eprintln!(
+            warn!(
                 "qtrace: could not finish the trace in {}: {e}",
                 state.root.display()
             );
@@ -770,7 +770,7 @@ fn check_meminfo(info: MemInfo) {
     };
     if got != want || meminfo & !stream::MEMINFO_MASK != 0 {
         if MEMINFO_MISMATCH.fetch_add(1, Ordering::Relaxed) == 0 {
-            eprintln!(
+            warn!(
                 "qtrace: this QEMU describes memory accesses differently from QEMU 10.0 \
                  (meminfo {meminfo:#x}): the `mem` table is not reliable"
             );
@@ -855,7 +855,7 @@ fn select_registers(patterns: &[String]) -> Vec<Register> {
         .collect();
     for p in patterns {
         if !names.iter().any(|n| glob(p.as_bytes(), n.as_bytes())) {
-            eprintln!(
+            warn!(
                 "qtrace: regs={p} names no register of this guest (it has {})",
                 names.join(" ")
             );
@@ -983,10 +983,10 @@ fn finish(state: &State) -> Result<(), String> {
     manifest.complete = errors.is_empty() && lost_total == 0;
     manifest.write(&state.root).map_err(|e| e.to_string())?;
     for e in &errors {
-        eprintln!("qtrace: {e}");
+        warn!("qtrace: {e}");
     }
     if lost_total > 0 {
-        eprintln!("qtrace: {lost_total} block events could not be written");
+        warn!("qtrace: {lost_total} block events could not be written");
     }
     Ok(())
 }

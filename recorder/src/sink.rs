@@ -368,7 +368,7 @@ impl Writer {
     /// Stops writing after an I/O error: the guest runs on, and the manifest
     /// says what was lost.
     fn fail(&mut self, error: String) {
-        eprintln!("qtrace: writing the trace failed, recording stops: {error}");
+        warn!("qtrace: writing the trace failed, recording stops: {error}");
         self.report.errors.push(error);
         self.failed = true;
     }
