@@ -23,7 +23,7 @@ pub mod schema;
 pub mod writer;
 
 pub use layout::PartPath;
-pub use manifest::{Manifest, VcpuTotals};
+pub use manifest::{Manifest, TriggerHit, VcpuTotals, Window, WindowRange};
 pub use reader::{scan, Trace};
 pub use schema::{BlockCount, BlockInfo, InsnInfo, Syscall, Table};
 

@@ -4,6 +4,8 @@
 //! - [`ffi`]: the only place that touches QEMU's API (bindings, trampolines);
 //! - `options`: the plugin's options, checked at install;
 //! - `filter`: which blocks are recorded, decided at translation;
+//! - `triggers`: when recording starts and stops (windows), decided at
+//!   translation too, with `elf` to find functions' entries;
 //! - `recorder`: what each callback does (the hot path is `on_exec`);
 //! - `sink`: background writer threads that turn buffers into Parquet parts;
 //! - `syscall_names`: syscall numbers to names per guest architecture (generated).
@@ -11,9 +13,11 @@
 //! No panic may reach QEMU: every callback runs under `catch_unwind`.
 
 mod disas;
+mod elf;
 pub mod ffi;
 mod filter;
 mod options;
 mod recorder;
 mod sink;
 mod syscall_names;
+mod triggers;

@@ -30,6 +30,7 @@ use crate::filter::glob;
 use crate::options::{MemMode, MemRw, Options};
 use crate::sink::{usable_out_dir, Batch, BlockBatch, Msg, Sink, SinkConfig};
 use crate::syscall_names;
+use crate::triggers;
 
 pub struct Recorder;
 
@@ -305,6 +306,17 @@ impl Lane {
         (self.next_seq + filled as u64).saturating_sub(1)
     }
 
+    /// Blocks appended so far: the `seq` the next one gets.
+    #[inline(always)]
+    fn pushed(&self) -> u64 {
+        let start = self
+            .buf
+            .as_ref()
+            .map_or(self.cursor, |b| b.as_ptr().cast_mut());
+        let filled = (self.cursor as usize - start as usize) / std::mem::size_of::<u32>();
+        self.next_seq + filled as u64
+    }
+
     /// Makes `buf` the buffer to fill.
     fn start(&mut self, mut buf: Vec<u32>) {
         buf.clear();
@@ -416,7 +428,8 @@ impl Plugin for Recorder {
         })
         .map_err(|e| format!("cannot start the writer threads: {e}"))?;
 
-        let syscalls = opts.syscalls;
+        let syscalls = opts.syscalls || triggers::needs_syscalls(&opts.triggers);
+        triggers::install(&opts.triggers, id, &info.target, syscalls)?;
         let state = State {
             opts,
             root,
@@ -444,12 +457,16 @@ impl Plugin for Recorder {
     fn on_translate(tb: &Tb<'_>) {
         let Some(state) = STATE.get() else { return };
         let pc = tb.vaddr();
+        // Outside a window a block gets only what detects a start (triggers.rs).
+        let plan = triggers::plan(tb);
         // Left out by the filter: no callback, no counter, no cost.
-        if !state
-            .opts
-            .filter
-            .includes(pc, || tb.insn(0).and_then(|i| i.symbol()))
+        if !plan.needs_block_id()
+            || !state
+                .opts
+                .filter
+                .includes(pc, || tb.insn(0).and_then(|i| i.symbol()))
         {
+            triggers::instrument(tb, &plan, None);
             return;
         }
         let insns: Vec<_> = tb.insns().collect();
@@ -496,6 +513,11 @@ impl Plugin for Recorder {
                 id
             }
         };
+        if !plan.records() {
+            drop(table);
+            triggers::instrument(tb, &plan, Some(id));
+            return;
+        }
         tb.count_inline(&table.counters[id as usize]);
         let atomic: Vec<bool> = if state.opts.mem == MemMode::Off {
             Vec::new()
@@ -531,6 +553,7 @@ impl Plugin for Recorder {
             }
         }
         tb.on_exec::<Recorder>(id as u64);
+        triggers::instrument(tb, &plan, Some(id));
     }
 
     #[inline(always)]
@@ -586,6 +609,13 @@ impl Plugin for Recorder {
 
     fn on_syscall(vcpu: u32, num: i64, args: [u64; 8]) {
         let Some(state) = STATE.get() else { return };
+        // Outside every window, or (with `syscalls=off`) only for the triggers.
+        let Some(opens_window) = triggers::syscall(vcpu, num) else {
+            return;
+        };
+        if !state.opts.syscalls {
+            return;
+        }
         let Some(slot) = SYSCALL_LANES.get(vcpu) else {
             no_lane();
             return;
@@ -605,7 +635,11 @@ impl Plugin for Recorder {
         // A call still pending never returned (it should not happen: only
         // calls that end the thread do not return).
         lane.abandon_pending(state);
-        let block_seq = LANES.get(vcpu).map_or(0, |l| l.current_seq());
+        let block_seq = match LANES.get(vcpu) {
+            // The block that made it is outside the window it opens.
+            Some(l) if opens_window => l.pushed(),
+            l => l.map_or(0, |l| l.current_seq()),
+        };
         if !state.opts.regs.is_empty() {
             lane.read_regs(state, block_seq);
         }
@@ -663,9 +697,18 @@ impl Plugin for Recorder {
         if let Some(lane) = MEM_LANES.get(vcpu) {
             lane.flush(state);
         }
+        let _held = triggers::hold_exits();
         if let Some(lane) = LANES.get(vcpu) {
             lane.retire(state);
         }
+    }
+
+    fn on_trigger(vcpu: u32, data: u64) {
+        triggers::on_hit(vcpu, data)
+    }
+
+    fn on_reset() {
+        triggers::on_reset()
     }
 
     fn on_exit() {
@@ -810,7 +853,7 @@ fn select_registers(patterns: &[String]) -> Vec<Register> {
 }
 
 /// The calling thread's Linux thread id: in linux-user, the guest thread's.
-fn current_tid() -> u32 {
+pub(crate) fn current_tid() -> u32 {
     // SAFETY: gettid has no preconditions and cannot fail.
     unsafe { libc::gettid() as u32 }
 }
@@ -818,6 +861,39 @@ fn current_tid() -> u32 {
 /// The guest thread running on `vcpu` (0 before its first block).
 fn tid_of(vcpu: u32) -> u32 {
     LANES.get(vcpu).map_or(0, |l| l.tid)
+}
+
+/// For `triggers`: records one execution of block `id` on `vcpu`, as the
+/// block's callback and counter would (a start trigger fired in a block
+/// translated outside the window, which has neither). On `vcpu`'s thread.
+pub(crate) fn record_block(vcpu: u32, id: u32) {
+    let Some(state) = STATE.get() else { return };
+    match LANES.get(vcpu) {
+        Some(lane) => lane.push(vcpu, id),
+        None => return no_lane(),
+    }
+    if let Some(counter) = lock(&state.blocks).counters.get(id as usize) {
+        counter.add(vcpu, 1);
+    }
+}
+
+/// For `triggers`: blocks recorded on `vcpu` so far. On `vcpu`'s thread.
+pub(crate) fn block_events(vcpu: u32) -> u64 {
+    LANES.get(vcpu).map_or(0, |l| l.pushed())
+}
+
+/// The same, from another thread while `vcpu` is stopped (see
+/// `PerVcpu::get_stopped`).
+pub(crate) fn block_events_stopped(vcpu: u32) -> u64 {
+    LANES.get_stopped(vcpu).map_or(0, |l| l.pushed())
+}
+
+/// For `triggers`, when the run cannot go on before the guest has started:
+/// removes the trace directory the recorder made.
+pub(crate) fn discard_trace() {
+    if let Some(state) = STATE.get() {
+        let _ = std::fs::remove_dir_all(&state.root);
+    }
 }
 
 /// A vCPU beyond `ffi::MAX_VCPUS`.
@@ -922,6 +998,7 @@ fn finish(state: &State) -> Result<(), String> {
     manifest.distinct_blocks = distinct_blocks;
     manifest.vcpus = totals;
     manifest.threads = threads;
+    manifest.windows = triggers::windows_at_exit();
     manifest.complete = errors.is_empty() && lost_total == 0;
     manifest.write(&state.root).map_err(|e| e.to_string())?;
     for e in &errors {
