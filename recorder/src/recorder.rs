@@ -397,6 +397,8 @@ fn store_fence() {
 impl Plugin for Recorder {
     fn install(id: PluginId, info: Info, args: Vec<String>) -> Result<(), String> {
         let opts = Options::parse(&args)?;
+        let syscalls = opts.syscalls || triggers::needs_syscalls(&opts.triggers);
+        triggers::install(&opts.triggers, id, &info.target, syscalls)?;
         let root = absolute(&opts.out);
         usable_out_dir(&root)?;
         std::fs::create_dir_all(&root).map_err(|e| format!("out={}: {e}", root.display()))?;
@@ -428,8 +430,6 @@ impl Plugin for Recorder {
         })
         .map_err(|e| format!("cannot start the writer threads: {e}"))?;
 
-        let syscalls = opts.syscalls || triggers::needs_syscalls(&opts.triggers);
-        triggers::install(&opts.triggers, id, &info.target, syscalls)?;
         let state = State {
             opts,
             root,
