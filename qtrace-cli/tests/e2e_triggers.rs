@@ -262,6 +262,29 @@ fn every_call_of_a_function_from_its_entry_to_its_return() {
         w2.check_consistent();
         assert_eq!(w2.windows(), want[..2], "{arch}");
     }
+
+    // A position-independent, dynamically linked program: functions are
+    // found where QEMU loaded it.
+    let full = rec("x86_64", "calls-pie", &[]);
+    let step = full.entry("step");
+    assert!(step > 0x1_0000_0000, "{step:#x}: not moved");
+    let (want, _) = call_windows(full.ev(), step, 1, usize::MAX);
+    let w = rec(
+        "x86_64",
+        "calls-pie",
+        &["start=sym:step", "stop=ret", "windows=all"],
+    );
+    w.check_consistent();
+    assert_eq!((w.windows(), want.len()), (want, 6));
+
+    // @K: from the 3rd entry to the 2nd entry after it, both blocks included.
+    let full = rec("x86_64", "calls", &[]);
+    let ev = full.ev();
+    let step = full.entry("step");
+    let entries: Vec<usize> = (0..ev.len()).filter(|&i| ev[i].pc == step).collect();
+    let w = rec("x86_64", "calls", &["start=sym:step@3", "stop=sym:step@2"]);
+    w.check_consistent();
+    assert_eq!(w.windows(), vec![ev[entries[2]..=entries[4]].to_vec()]);
 }
 
 #[test]

@@ -417,7 +417,7 @@ pub(crate) fn install(
                             .map(|&(num, _)| num)
                             .ok_or_else(|| {
                                 format!(
-                                    "option `{key}=...{}`: {target} has no system call named `{name}` (give its number)",
+                                    "option `{key}`: `{}`: {target} has no system call named `{name}` (give its number)",
                                     t.text
                                 )
                             })?,
@@ -908,7 +908,7 @@ impl Triggers {
                         addrs.dedup();
                         if addrs.is_empty() {
                             return Err(format!(
-                                "option `{key}=...{}`: no function of {path} matches `{pattern}`",
+                                "option `{key}`: `{}`: no function of {path} matches `{pattern}`",
                                 a.trigger.text
                             ));
                         }
@@ -977,11 +977,13 @@ fn guest_program(target: &str) -> Result<(String, u64), String> {
         return Err(cannot("the program in the auxiliary vector"));
     };
     // The file name, NUL-terminated, near the top of the stack: read it in
-    // small pieces so as not to run past the stack's end.
+    // pieces that stop at page boundaries, so as not to run past its end.
     let mut name = Vec::new();
     while name.len() < 4096 {
+        let at = execfn.wrapping_add(name.len() as u64);
+        let len = 64.min(4096 - (at % 4096)) as usize;
         let piece = reader
-            .read_memory(execfn.wrapping_add(name.len() as u64), 16)
+            .read_memory(at, len)
             .ok_or_else(|| cannot("the program's file name"))?;
         match piece.iter().position(|&c| c == 0) {
             Some(end) => {

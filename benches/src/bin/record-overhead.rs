@@ -10,6 +10,8 @@
 //! |-----------------|----------------------------------------------------|
 //! | `plain`         | none: the baseline                                 |
 //! | `qtrace-blocks` | the recorder (`$QTRACE_RECORDER`, by default `target/release/libqtrace_recorder.so`), `out=` a fresh directory |
+//! | `qtrace-closed` | the recorder with `start=addr:0x10`: a window that never opens (nothing but a check at translation) |
+//! | `qtrace-closed-icount` | the recorder with `start=icount:1000000000000000`: a window that never opens (an inline counter and a conditional callback per block) |
 //! | `libbb-inline`  | `libbb.so,inline=on`: inline block and insn counts |
 //! | `libbb-cb`      | `libbb.so`: the same counts through callbacks      |
 //! | `libhotblocks`  | `libhotblocks.so,inline=on`: per-block counters    |
@@ -66,7 +68,8 @@ struct Args {
     #[arg(long, default_value_t = 12, value_parser = clap::value_parser!(u64).range(1..))]
     input_mb: u64,
     /// Comma-separated configurations to run (plain, the baseline, always
-    /// runs): plain, qtrace-blocks, libbb-inline, libbb-cb, libhotblocks.
+    /// runs): plain, qtrace-blocks, qtrace-closed, qtrace-closed-icount,
+    /// libbb-inline, libbb-cb, libhotblocks.
     #[arg(long, value_delimiter = ',')]
     only: Option<Vec<String>>,
     /// Write every measurement and the summary to this JSON file.
@@ -81,7 +84,10 @@ struct Args {
 #[derive(Clone, Copy)]
 enum Plugin {
     None,
-    Recorder,
+    /// The recorder, with these options.
+    Recorder {
+        options: &'static str,
+    },
     /// A plugin of the QEMU build, `plugins/<lib>`, with these options.
     Qemu {
         lib: &'static str,
@@ -91,7 +97,19 @@ enum Plugin {
 
 const CONFIGS: &[(&str, Plugin)] = &[
     (BASELINE, Plugin::None),
-    ("qtrace-blocks", Plugin::Recorder),
+    ("qtrace-blocks", Plugin::Recorder { options: "" }),
+    (
+        "qtrace-closed",
+        Plugin::Recorder {
+            options: "start=addr:0x10",
+        },
+    ),
+    (
+        "qtrace-closed-icount",
+        Plugin::Recorder {
+            options: "start=icount:1000000000000000",
+        },
+    ),
     (
         "libbb-inline",
         Plugin::Qemu {
@@ -368,7 +386,7 @@ fn select_configs(args: &Args, qemu_dir: &Path) -> Result<(Vec<Config>, Vec<Skip
         }
         let (lib, options, records) = match plugin {
             Plugin::None => (None, "", false),
-            Plugin::Recorder => {
+            Plugin::Recorder { options } => {
                 let lib = recorder_path();
                 if !lib.is_file() {
                     skipped.push(Skipped {
@@ -381,7 +399,7 @@ fn select_configs(args: &Args, qemu_dir: &Path) -> Result<(Vec<Config>, Vec<Skip
                     });
                     continue;
                 }
-                (Some(lib), "", true)
+                (Some(lib), options, true)
             }
             Plugin::Qemu { lib, options } => {
                 let lib = qemu_dir.join("plugins").join(lib);
