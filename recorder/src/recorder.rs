@@ -460,12 +460,15 @@ impl Plugin for Recorder {
         // Outside a window a block gets only what detects a start (triggers.rs).
         let plan = triggers::plan(tb);
         // Left out by the filter: no callback, no counter, no cost.
-        if !plan.needs_block_id()
-            || !state
-                .opts
-                .filter
-                .includes(pc, || tb.insn(0).and_then(|i| i.symbol()))
+        if !state
+            .opts
+            .filter
+            .includes(pc, || tb.insn(0).and_then(|i| i.symbol()))
         {
+            triggers::instrument(tb, &plan, None);
+            return;
+        }
+        if !plan.needs_block_id() {
             triggers::instrument(tb, &plan, None);
             return;
         }

@@ -956,8 +956,9 @@ fn guest_program(target: &str) -> Result<(String, u64), String> {
     let mut p = sp.wrapping_add(8 * (argc.min(1 << 20) + 2));
     // The environment, up to its null.
     for _ in 0..(1 << 20) {
+        let env = word(p).ok_or_else(unreadable)?;
         p = p.wrapping_add(8);
-        if word(p - 8).ok_or_else(unreadable)? == 0 {
+        if env == 0 {
             break;
         }
     }
