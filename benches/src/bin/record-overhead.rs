@@ -12,6 +12,7 @@
 //! | `qtrace-blocks` | the recorder (`$QTRACE_RECORDER`, by default `target/release/libqtrace_recorder.so`), `out=` a fresh directory |
 //! | `qtrace-closed` | the recorder with `start=addr:0x10`: a window that never opens (nothing but a check at translation) |
 //! | `qtrace-closed-icount` | the recorder with `start=icount:1000000000000000`: a window that never opens (an inline counter and a conditional callback per block) |
+//! | `libempty`      | `libempty.so`: a plugin that registers nothing, but for translation |
 //! | `libbb-inline`  | `libbb.so,inline=on`: inline block and insn counts |
 //! | `libbb-cb`      | `libbb.so`: the same counts through callbacks      |
 //! | `libhotblocks`  | `libhotblocks.so,inline=on`: per-block counters    |
@@ -69,7 +70,7 @@ struct Args {
     input_mb: u64,
     /// Comma-separated configurations to run (plain, the baseline, always
     /// runs): plain, qtrace-blocks, qtrace-closed, qtrace-closed-icount,
-    /// libbb-inline, libbb-cb, libhotblocks.
+    /// libempty, libbb-inline, libbb-cb, libhotblocks.
     #[arg(long, value_delimiter = ',')]
     only: Option<Vec<String>>,
     /// Write every measurement and the summary to this JSON file.
@@ -108,6 +109,13 @@ const CONFIGS: &[(&str, Plugin)] = &[
         "qtrace-closed-icount",
         Plugin::Recorder {
             options: "start=icount:1000000000000000",
+        },
+    ),
+    (
+        "libempty",
+        Plugin::Qemu {
+            lib: "libempty.so",
+            options: "",
         },
     ),
     (
