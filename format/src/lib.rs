@@ -30,7 +30,7 @@ pub mod symbols;
 pub mod writer;
 
 pub use layout::PartPath;
-pub use manifest::{Manifest, VcpuTotals};
+pub use manifest::{Manifest, TriggerHit, VcpuTotals, Window, WindowRange};
 pub use reader::{scan, Trace};
 pub use schema::{BlockCount, BlockInfo, InsnInfo, Module, ModuleKind, Syscall, Table};
 

@@ -45,6 +45,51 @@ pub struct Manifest {
     /// Every guest thread, in order of vCPU and start: in linux-user each
     /// thread runs on a vCPU index of its own, which a later thread may reuse.
     pub threads: Vec<ThreadTotals>,
+    /// The recording windows, in order, when the recorder ran with start or
+    /// stop triggers (options `start=`, `stop=`); empty without them.
+    pub windows: Vec<Window>,
+}
+
+/// One recording window: what opened and closed it, and the rows of
+/// `blocks` it holds on each vCPU.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Window {
+    /// 0, 1, 2... in the order the windows opened.
+    pub index: u32,
+    pub start: TriggerHit,
+    pub stop: TriggerHit,
+    /// The window's run of `seq` in `blocks/vcpu=N`, for every vCPU that
+    /// recorded blocks in it, ordered by `vcpu`.
+    pub vcpus: Vec<WindowRange>,
+}
+
+/// A trigger that fired.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TriggerHit {
+    /// The trigger as given in the option (`sym:fnv1a*`, `addr:0x401234`,
+    /// `icount:1000`, `syscall:write`, `ret`), or `begin` for a window open
+    /// from the start (no `start=` option) and `exit` for one still open
+    /// when the guest exited.
+    pub trigger: String,
+    /// The vCPU on which it fired (null for `begin` and `exit`).
+    pub vcpu: Option<u32>,
+    /// The guest thread on which it fired.
+    pub tid: Option<u32>,
+    /// The address of the instruction that fired it (`addr`, `sym`, `ret`).
+    pub pc: Option<u64>,
+}
+
+/// A window's rows on one vCPU.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WindowRange {
+    pub vcpu: u32,
+    /// `seq` of the window's first row in `blocks/vcpu=N`.
+    pub first_seq: u64,
+    /// Rows of `blocks/vcpu=N` in the window, from `first_seq` on.
+    pub block_events: u64,
 }
 
 /// One guest thread's run on its vCPU.

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use clap::ValueEnum;
 use qtrace_format::schema::TracePoint;
-use qtrace_format::{Manifest, Module, Table, Trace};
+use qtrace_format::{Manifest, Module, Table, Trace, TriggerHit};
 use rayon::prelude::*;
 use serde_json::json;
 
@@ -180,6 +180,11 @@ fn write_table(w: &mut impl Write, dir: &Path, m: &Manifest, tables: &[TableStat
         threads.write(w)?;
     }
 
+    if !m.windows.is_empty() {
+        writeln!(w)?;
+        write_windows(w, m)?;
+    }
+
     writeln!(w)?;
     let mut t = TextTable::new(&[
         ("table", Align::Left),
@@ -237,6 +242,71 @@ fn point(p: TracePoint) -> String {
     format!("{}:{}", p.vcpu, p.block_seq)
 }
 
+/// Windows listed in full in the table; `--format json` lists them all.
+const WINDOWS_SHOWN: usize = 20;
+
+/// Recording windows (start/stop triggers): one row per window and vCPU
+/// that recorded in it, with its run of `seq`.
+fn write_windows(w: &mut impl Write, m: &Manifest) -> Result<()> {
+    let mut t = TextTable::new(&[
+        ("window", Align::Right),
+        ("start", Align::Left),
+        ("stop", Align::Left),
+        ("vcpu", Align::Right),
+        ("first_seq", Align::Right),
+        ("block_events", Align::Right),
+    ]);
+    for win in m.windows.iter().take(WINDOWS_SHOWN) {
+        let (start, stop) = (hit_text(&win.start), hit_text(&win.stop));
+        if win.vcpus.is_empty() {
+            let none = || "-".to_string();
+            t.push(vec![
+                win.index.to_string(),
+                start.clone(),
+                stop.clone(),
+                none(),
+                none(),
+                "0".into(),
+            ]);
+        }
+        for r in &win.vcpus {
+            t.push(vec![
+                win.index.to_string(),
+                start.clone(),
+                stop.clone(),
+                r.vcpu.to_string(),
+                r.first_seq.to_string(),
+                r.block_events.to_string(),
+            ]);
+        }
+    }
+    t.write(w)?;
+    if m.windows.len() > WINDOWS_SHOWN {
+        writeln!(
+            w,
+            "... and {} more windows (--format json lists them all)",
+            m.windows.len() - WINDOWS_SHOWN
+        )?;
+    }
+    Ok(())
+}
+
+/// `sym:fnv1a (vcpu 0, 0x401930)`, or the trigger alone.
+fn hit_text(h: &TriggerHit) -> String {
+    let mut at = Vec::new();
+    if let Some(v) = h.vcpu {
+        at.push(format!("vcpu {v}"));
+    }
+    if let Some(pc) = h.pc {
+        at.push(format!("{pc:#x}"));
+    }
+    if at.is_empty() {
+        h.trigger.clone()
+    } else {
+        format!("{} ({})", h.trigger, at.join(", "))
+    }
+}
+
 fn or_dash(s: &str) -> &str {
     if s.is_empty() {
         "-"
@@ -285,6 +355,7 @@ fn to_json(
         })).collect::<Vec<_>>(),
         "threads": m.threads,
         "modules": modules.iter().map(module_json).collect::<Vec<_>>(),
+        "windows": m.windows,
         "tables": tables,
     })
 }

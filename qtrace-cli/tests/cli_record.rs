@@ -632,6 +632,8 @@ fn the_recorder_refuses_options_it_does_not_know() {
     for (option, said) in [
         ("bogus=1", "unknown option `bogus`"),
         ("zstd=99", "zstd=99"),
+        ("start=addr:zz", "start=addr:zz"),
+        ("windows=0", "windows=0"),
     ] {
         let out = outcome(dir.record(["-O", option, "/bin/true"]));
         assert_ne!(out.code, 0, "{option} accepted: {}", out.stderr);

@@ -64,6 +64,13 @@ pub trait Plugin: 'static {
     fn on_syscall_ret(vcpu: u32, num: i64, ret: i64);
     /// A vCPU (in linux-user: a guest thread) is going away.
     fn on_vcpu_exit(vcpu: u32);
+    /// A callback registered with [`Insn::on_trigger`] or
+    /// [`Tb::on_trigger_at_least`] fired on `vcpu`. Not hot: runs under [`guard`].
+    fn on_trigger(vcpu: u32, data: u64);
+    /// The reset asked for with [`reset`] is done: QEMU has unregistered
+    /// every callback and flushed every translated block. Runs while every
+    /// vCPU is stopped, under [`guard`].
+    fn on_reset();
     /// The guest is exiting.
     fn on_exit();
 }
@@ -147,6 +154,23 @@ pub fn register<P: Plugin>(id: PluginId, syscalls: bool) {
         sys::qemu_plugin_register_vcpu_exit_cb(id, Some(vcpu_exit_trampoline::<P>));
         sys::qemu_plugin_register_atexit_cb(id, Some(exit_trampoline::<P>), std::ptr::null_mut());
     }
+}
+
+/// Asks QEMU to unregister every callback of the plugin and flush all
+/// translated code, then to call `P::on_reset`. Asynchronous: QEMU does it
+/// once every vCPU has stopped, and until then the callbacks keep arriving.
+/// A second request before `P::on_reset` has run is ignored by QEMU.
+pub fn reset<P: Plugin>(id: PluginId) {
+    // SAFETY: the trampoline matches the callback type and lives as long as
+    // the plugin; QEMU accepts the request from any thread.
+    unsafe { sys::qemu_plugin_reset(id, Some(reset_trampoline::<P>)) }
+}
+
+/// Ends the process now with `code`, running nothing else: for a recorder
+/// that cannot go on, from inside a callback where QEMU holds its locks.
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit has no preconditions.
+    unsafe { libc::_exit(code) }
 }
 
 /// Number of vCPUs QEMU has seen so far (in linux-user: the highest thread
@@ -293,6 +317,14 @@ extern "C" fn vcpu_exit_trampoline<P: Plugin>(_id: PluginId, vcpu: c_uint) {
     guard("vcpu exit", || P::on_vcpu_exit(vcpu))
 }
 
+extern "C" fn trigger_trampoline<P: Plugin>(vcpu: c_uint, data: *mut c_void) {
+    guard("trigger", || P::on_trigger(vcpu, data as u64))
+}
+
+extern "C" fn reset_trampoline<P: Plugin>(_id: PluginId) {
+    guard("reset", P::on_reset)
+}
+
 extern "C" fn exit_trampoline<P: Plugin>(_id: PluginId, _data: *mut c_void) {
     guard("exit", P::on_exit)
 }
@@ -354,6 +386,55 @@ impl<'a> Tb<'a> {
                 sys::qemu_plugin_op::QEMU_PLUGIN_INLINE_ADD_U64,
                 counter.entry(),
                 1,
+            )
+        }
+    }
+
+    /// Calls `P::on_trigger(vcpu, data)` each time the block starts; with
+    /// `read_regs`, the callback may read registers.
+    pub fn on_trigger<P: Plugin>(&self, data: u64, read_regs: bool) {
+        // SAFETY: `raw` is live; the trampoline matches the callback type;
+        // `data` is passed back as is and never dereferenced.
+        unsafe {
+            sys::qemu_plugin_register_vcpu_tb_exec_cb(
+                self.raw,
+                Some(trigger_trampoline::<P>),
+                cb_flags(read_regs),
+                data as *mut c_void,
+            )
+        }
+    }
+
+    /// Adds `n` to this vCPU's `counter` each time the block executes
+    /// (inline, like [`Tb::count_inline`]).
+    pub fn add_inline(&self, counter: &Counter, n: u64) {
+        // SAFETY: as in `count_inline`.
+        unsafe {
+            sys::qemu_plugin_register_vcpu_tb_exec_inline_per_vcpu(
+                self.raw,
+                sys::qemu_plugin_op::QEMU_PLUGIN_INLINE_ADD_U64,
+                counter.entry(),
+                n,
+            )
+        }
+    }
+
+    /// Calls `P::on_trigger(vcpu, data)` each time the block starts while
+    /// this vCPU's `counter` is at least `n`. Callbacks and inline operations
+    /// of a block run in the order they were registered.
+    pub fn on_trigger_at_least<P: Plugin>(&self, counter: &Counter, n: u64, data: u64) {
+        // SAFETY: `raw` is live; the trampoline matches the callback type;
+        // the counter's scoreboard lives as long as the plugin; `data` is
+        // passed back as is.
+        unsafe {
+            sys::qemu_plugin_register_vcpu_tb_exec_cond_cb(
+                self.raw,
+                Some(trigger_trampoline::<P>),
+                sys::qemu_plugin_cb_flags::QEMU_PLUGIN_CB_NO_REGS,
+                sys::qemu_plugin_cond::QEMU_PLUGIN_COND_GE,
+                counter.entry(),
+                n,
+                data as *mut c_void,
             )
         }
     }
@@ -419,10 +500,33 @@ impl Insn<'_> {
         }
     }
 
+    /// Calls `P::on_trigger(vcpu, data)` each time this instruction is about
+    /// to execute; with `read_regs`, the callback may read registers.
+    pub fn on_trigger<P: Plugin>(&self, data: u64, read_regs: bool) {
+        // SAFETY: `raw` is live; the trampoline matches the callback type;
+        // `data` is passed back as is and never dereferenced.
+        unsafe {
+            sys::qemu_plugin_register_vcpu_insn_exec_cb(
+                self.raw,
+                Some(trigger_trampoline::<P>),
+                cb_flags(read_regs),
+                data as *mut c_void,
+            )
+        }
+    }
+
     /// The symbol QEMU knows at this address (the guest's ELF symbols).
     pub fn symbol(&self) -> Option<String> {
         // SAFETY: `raw` is live; the result is a string owned by QEMU.
         unsafe { c_string(sys::qemu_plugin_insn_symbol(self.raw)) }
+    }
+}
+
+fn cb_flags(read_regs: bool) -> sys::qemu_plugin_cb_flags {
+    if read_regs {
+        sys::qemu_plugin_cb_flags::QEMU_PLUGIN_CB_R_REGS
+    } else {
+        sys::qemu_plugin_cb_flags::QEMU_PLUGIN_CB_NO_REGS
     }
 }
 
@@ -610,6 +714,9 @@ pub struct Counter {
 // SAFETY: the scoreboard is owned by QEMU and lives until freed at exit; it is
 // only read through QEMU's API, which takes care of its own synchronisation.
 unsafe impl Send for Counter {}
+// SAFETY: the handle is only read; each access through it names one vCPU's
+// slot, and is made on that vCPU's thread or while it is stopped (see `add`).
+unsafe impl Sync for Counter {}
 
 impl Counter {
     /// A new counter, zero on every vCPU.
@@ -633,6 +740,23 @@ impl Counter {
         }
         // SAFETY: the scoreboard is live and vcpu is below num_vcpus.
         unsafe { sys::qemu_plugin_u64_get(self.entry(), vcpu) }
+    }
+
+    /// Adds `n` to this counter on `vcpu`: from `vcpu`'s own thread, or
+    /// while it is stopped.
+    pub fn add(&self, vcpu: u32, n: u64) {
+        if vcpu < num_vcpus() {
+            // SAFETY: as in `get`.
+            unsafe { sys::qemu_plugin_u64_add(self.entry(), vcpu, n) }
+        }
+    }
+
+    /// Sets this counter on `vcpu`, under the same conditions as `add`.
+    pub fn set(&self, vcpu: u32, value: u64) {
+        if vcpu < num_vcpus() {
+            // SAFETY: as in `get`.
+            unsafe { sys::qemu_plugin_u64_set(self.entry(), vcpu, value) }
+        }
     }
 }
 
@@ -678,6 +802,17 @@ impl<T> PerVcpu<T> {
         // callback at a time (see the type's doc), so this is the only
         // reference.
         Some(unsafe { &mut *slot.get() })
+    }
+
+    /// `vcpu`'s state, read from another thread. Only while `vcpu` runs no
+    /// callback: in [`Plugin::on_reset`] (QEMU has stopped every vCPU; a
+    /// thread that exits meanwhile must be held off by the caller), or at exit.
+    pub fn get_stopped(&self, vcpu: u32) -> Option<&T> {
+        let slot = self.slots.get(vcpu as usize)?;
+        // SAFETY: per the contract above, no callback of `vcpu` writes the
+        // slot while the reference lives; QEMU's stop (a mutex handshake)
+        // orders its earlier writes before this read.
+        Some(unsafe { &*slot.get() })
     }
 
     /// Runs `f` on every vCPU's state. Only for the exit callback: QEMU has

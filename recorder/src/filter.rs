@@ -58,7 +58,8 @@ impl Filter {
     }
 }
 
-fn number(s: &str) -> Option<u64> {
+/// `0x...` (hex) or decimal.
+pub(crate) fn number(s: &str) -> Option<u64> {
     let s = s.trim();
     match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
         Some(hex) => u64::from_str_radix(hex, 16).ok(),

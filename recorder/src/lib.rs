@@ -6,6 +6,8 @@
 //! - `filter`: which blocks are recorded, decided at translation;
 //! - `modules`: the files mapped into the guest (`modules` table), followed
 //!   through its system calls;
+//! - `triggers`: when recording starts and stops (windows), decided at
+//!   translation too, with `elf` to find functions' entries;
 //! - `recorder`: what each callback does (the hot path is `on_exec`);
 //! - `sink`: background writer threads that turn buffers into Parquet parts;
 //! - `stream`: the per-vCPU event stream of block ids and memory accesses;
@@ -24,6 +26,7 @@ macro_rules! warn {
 }
 
 mod disas;
+mod elf;
 pub mod ffi;
 mod filter;
 mod modules;
@@ -32,3 +35,4 @@ mod recorder;
 mod sink;
 mod stream;
 mod syscall_names;
+mod triggers;

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::filter::Filter;
+use crate::triggers::TriggerOptions;
 
 /// Every option, with its meaning, as printed when one is wrong.
 pub const HELP: &str = "\
@@ -26,7 +27,10 @@ options: out=DIR (required: the trace directory, created; must not exist or be e
          ranges=START-END+... (record only blocks starting in these address ranges, END excluded)
          syms=PATTERN+... (record only blocks in symbols matching these globs; with ranges=, either)
          syscall_data=N (record up to N bytes of what read/write-like system calls transfer, default 0)
-         regs=NAME+... (GDB names or globs of registers to read at each system call's entry, e.g. rdi+rsi or x*)";
+         regs=NAME+... (GDB names or globs of registers to read at each system call's entry, e.g. rdi+rsi or x*)
+         start=TRIGGER+... (record from when one fires: addr:ADDRESS, sym:PATTERN (function entry), icount:N, syscall:NAME|NUMBER; @K after addr, sym or syscall: the K-th hit)
+         stop=TRIGGER+... (stop recording when one fires: the same, with icount:N counted from the window's start, or ret (the return of the function whose entry opened the window))
+         windows=N|all (most windows start= opens, each until a stop, default 1)";
 
 /// What of each memory access is recorded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,6 +69,8 @@ pub struct Options {
     pub regs: Vec<String>,
     /// Most bytes of a system call's buffer to record; 0: none.
     pub syscall_data: usize,
+    /// When recording starts and stops.
+    pub triggers: TriggerOptions,
     /// The options exactly as given, for the manifest.
     pub given: BTreeMap<String, String>,
 }
@@ -89,6 +95,7 @@ impl Options {
             filter: Filter::default(),
             regs: Vec::new(),
             syscall_data: 0,
+            triggers: TriggerOptions::default(),
             given: BTreeMap::new(),
         };
         for arg in args {
@@ -123,6 +130,14 @@ impl Options {
                 "ranges" => o.filter.ranges = Filter::parse_ranges(value)?,
                 "syms" => o.filter.syms = Filter::parse_syms(value)?,
                 "syscall_data" => o.syscall_data = int(key, value, 0, 1 << 20)? as usize,
+                "start" | "stop" => {
+                    let list = TriggerOptions::parse_list(key, value)?;
+                    match key {
+                        "start" => o.triggers.start = list,
+                        _ => o.triggers.stop = list,
+                    }
+                }
+                "windows" => o.triggers.parse_windows(value)?,
                 "regs" => {
                     o.regs = value.split('+').map(str::to_string).collect();
                     if o.regs.iter().any(String::is_empty) {
@@ -157,6 +172,7 @@ impl Options {
             o.buffer = 1 << 20;
         }
         o.out = out.ok_or_else(|| format!("option `out` is required\n{HELP}"))?;
+        o.triggers.check()?;
         Ok(o)
     }
 }
@@ -207,6 +223,9 @@ mod tests {
             (vec!["out=x", "mem_rw=x"], "mem_rw=x"),
             (vec!["out=x", "syscalls=maybe"], "syscalls=maybe"),
             (vec!["out=x", "modules=1"], "modules=1"),
+            (vec!["out=x", "start=addr:0xzz"], "start=addr:0xzz"),
+            (vec!["out=x", "stop=ret"], "stop=ret"),
+            (vec!["out=x", "windows=0"], "windows=0"),
         ] {
             let err = Options::parse(&args).unwrap_err();
             assert!(err.contains(needle), "{args:?}: {err}");

@@ -32,6 +32,7 @@ use crate::options::{MemMode, MemRw, Options};
 use crate::sink::{usable_out_dir, Batch, BlockBatch, Msg, Sink, SinkConfig, StreamBatch};
 use crate::stream;
 use crate::syscall_names;
+use crate::triggers;
 
 pub struct Recorder;
 
@@ -307,8 +308,13 @@ impl Lane {
 
     /// `seq` of the block executing now (the last one appended).
     fn current_seq(&self) -> u64 {
+        self.pushed().saturating_sub(1)
+    }
+
+    /// Blocks appended so far: the `seq` the next one gets.
+    fn pushed(&self) -> u64 {
         let blocks = self.filled() - self.mem_words;
-        (self.next_seq + blocks as u64).saturating_sub(1)
+        self.next_seq + blocks as u64
     }
 
     /// Makes `buf` the buffer to fill.
@@ -405,6 +411,10 @@ fn store_fence() {
 impl Plugin for Recorder {
     fn install(id: PluginId, info: Info, args: Vec<String>) -> Result<(), String> {
         let opts = Options::parse(&args)?;
+        // Modules are followed through the guest's system calls.
+        let syscalls =
+            opts.syscalls || opts.modules || triggers::needs_syscalls(&opts.triggers);
+        triggers::install(&opts.triggers, id, &info.target, syscalls)?;
         let root = absolute(&opts.out);
         usable_out_dir(&root)?;
         std::fs::create_dir_all(&root).map_err(|e| format!("out={}: {e}", root.display()))?;
@@ -436,8 +446,6 @@ impl Plugin for Recorder {
         })
         .map_err(|e| format!("cannot start the writer threads: {e}"))?;
 
-        // Modules are followed through the guest's system calls.
-        let syscalls = opts.syscalls || opts.modules;
         let modules = Modules::new(
             opts.modules && !info.system_emulation,
             syscall_names::for_target(&info.target),
@@ -470,12 +478,19 @@ impl Plugin for Recorder {
     fn on_translate(tb: &Tb<'_>) {
         let Some(state) = STATE.get() else { return };
         let pc = tb.vaddr();
+        // Outside a window a block gets only what detects a start (triggers.rs).
+        let plan = triggers::plan(tb);
         // Left out by the filter: no callback, no counter, no cost.
         if !state
             .opts
             .filter
             .includes(pc, || tb.insn(0).and_then(|i| i.symbol()))
         {
+            triggers::instrument(tb, &plan, None);
+            return;
+        }
+        if !plan.needs_block_id() {
+            triggers::instrument(tb, &plan, None);
             return;
         }
         let insns: Vec<_> = tb.insns().collect();
@@ -522,6 +537,11 @@ impl Plugin for Recorder {
                 id
             }
         };
+        if !plan.records() {
+            drop(table);
+            triggers::instrument(tb, &plan, Some(id));
+            return;
+        }
         tb.count_inline(&table.counters[id as usize]);
         let atomic: Vec<bool> = if state.opts.mem == MemMode::Off {
             Vec::new()
@@ -558,6 +578,7 @@ impl Plugin for Recorder {
             }
         }
         tb.on_exec::<Recorder>(id as u64);
+        triggers::instrument(tb, &plan, Some(id));
     }
 
     #[inline(always)]
@@ -599,8 +620,13 @@ impl Plugin for Recorder {
 
     fn on_syscall(vcpu: u32, num: i64, args: [u64; 8]) {
         let Some(state) = STATE.get() else { return };
+        // Modules are followed inside and outside the windows.
         let at = LANES.get(vcpu).map_or(0, |l| l.current_seq());
         state.modules.on_syscall(vcpu, num, &args, at);
+        // Outside every window, or (with `syscalls=off`) only for the triggers.
+        let Some(opens_window) = triggers::syscall(vcpu, num) else {
+            return;
+        };
         if !state.opts.syscalls {
             return;
         }
@@ -623,7 +649,11 @@ impl Plugin for Recorder {
         // A call still pending never returned (it should not happen: only
         // calls that end the thread do not return).
         lane.abandon_pending(state);
-        let block_seq = LANES.get(vcpu).map_or(0, |l| l.current_seq());
+        let block_seq = match LANES.get(vcpu) {
+            // The block that made it is outside the window it opens.
+            Some(l) if opens_window => l.pushed(),
+            l => l.map_or(0, |l| l.current_seq()),
+        };
         if !state.opts.regs.is_empty() {
             lane.read_regs(state, block_seq);
         }
@@ -679,9 +709,18 @@ impl Plugin for Recorder {
             lane.abandon_pending(state);
             lane.flush(state);
         }
+        let _held = triggers::hold_exits();
         if let Some(lane) = LANES.get(vcpu) {
             lane.retire(state);
         }
+    }
+
+    fn on_trigger(vcpu: u32, data: u64) {
+        triggers::on_hit(vcpu, data)
+    }
+
+    fn on_reset() {
+        triggers::on_reset()
     }
 
     fn on_exit() {
@@ -865,7 +904,7 @@ fn select_registers(patterns: &[String]) -> Vec<Register> {
 }
 
 /// The calling thread's Linux thread id: in linux-user, the guest thread's.
-fn current_tid() -> u32 {
+pub(crate) fn current_tid() -> u32 {
     // SAFETY: gettid has no preconditions and cannot fail.
     unsafe { libc::gettid() as u32 }
 }
@@ -873,6 +912,39 @@ fn current_tid() -> u32 {
 /// The guest thread running on `vcpu` (0 before its first block).
 fn tid_of(vcpu: u32) -> u32 {
     LANES.get(vcpu).map_or(0, |l| l.tid)
+}
+
+/// For `triggers`: records one execution of block `id` on `vcpu`, as the
+/// block's callback and counter would (a start trigger fired in a block
+/// translated outside the window, which has neither). On `vcpu`'s thread.
+pub(crate) fn record_block(vcpu: u32, id: u32) {
+    let Some(state) = STATE.get() else { return };
+    match LANES.get(vcpu) {
+        Some(lane) => lane.push(vcpu, id),
+        None => return no_lane(),
+    }
+    if let Some(counter) = lock(&state.blocks).counters.get(id as usize) {
+        counter.add(vcpu, 1);
+    }
+}
+
+/// For `triggers`: blocks recorded on `vcpu` so far. On `vcpu`'s thread.
+pub(crate) fn block_events(vcpu: u32) -> u64 {
+    LANES.get(vcpu).map_or(0, |l| l.pushed())
+}
+
+/// The same, from another thread while `vcpu` is stopped (see
+/// `PerVcpu::get_stopped`).
+pub(crate) fn block_events_stopped(vcpu: u32) -> u64 {
+    LANES.get_stopped(vcpu).map_or(0, |l| l.pushed())
+}
+
+/// For `triggers`, when the run cannot go on before the guest has started:
+/// removes the trace directory the recorder made.
+pub(crate) fn discard_trace() {
+    if let Some(state) = STATE.get() {
+        let _ = std::fs::remove_dir_all(&state.root);
+    }
 }
 
 /// A vCPU beyond `ffi::MAX_VCPUS`.
@@ -980,6 +1052,7 @@ fn finish(state: &State) -> Result<(), String> {
     manifest.distinct_blocks = distinct_blocks;
     manifest.vcpus = totals;
     manifest.threads = threads;
+    manifest.windows = triggers::windows_at_exit();
     manifest.complete = errors.is_empty() && lost_total == 0;
     manifest.write(&state.root).map_err(|e| e.to_string())?;
     for e in &errors {

@@ -15,6 +15,9 @@
 //! | `qtrace-blocks` | the recorder with its defaults: blocks and system calls     |
 //! | `qtrace-mem`    | the recorder, `mem=values`: also every memory access and its value |
 //! | `qtrace-all`    | the recorder, `mem=values,syscall_data=4096,regs=rax+...+rip`: also up to 4 KiB of each read/write-like system call's data and the 16 general registers and `rip` at each system call's entry |
+//! | `qtrace-closed` | the recorder, `start=addr:0x10`: a window that never opens (a check at translation only) |
+//! | `qtrace-closed-icount` | the recorder, `start=icount:1000000000000000`: a window that never opens (an inline counter and a conditional callback per block) |
+//! | `libempty`      | `libempty.so`: a plugin that registers nothing but translation |
 //! | `libbb-inline`  | `libbb.so,inline=on`: inline block and insn counts           |
 //! | `libbb-cb`      | `libbb.so`: the same counts through callbacks                |
 //! | `libhotblocks`  | `libhotblocks.so,inline=on`: per-block counters              |
@@ -107,7 +110,8 @@ struct Args {
     #[arg(long, default_value_t = 12, value_parser = clap::value_parser!(u64).range(1..))]
     input_mb: u64,
     /// Comma-separated configurations to run (plain, the baseline, always
-    /// runs): plain, qtrace-blocks, qtrace-mem, qtrace-all, libbb-inline,
+    /// runs): plain, qtrace-blocks, qtrace-mem, qtrace-all, qtrace-closed,
+    /// qtrace-closed-icount, libempty, libbb-inline,
     /// libbb-cb, libhotblocks, libmem-inline, libmem-cb, execlog. Without
     /// it, all but execlog. execlog (700x plain or more, about 59 bytes of
     /// log per instruction on disk: 12 GB and minutes at --input-mb 1) runs
@@ -191,6 +195,30 @@ const CONFIGS: &[Spec] = &[
             options: "mem=values,syscall_data=4096,\
                       regs=rax+rbx+rcx+rdx+rsi+rdi+rbp+rsp+r8+r9+r10+r11+r12+r13+r14+r15+rip",
             mem: true,
+        },
+    ),
+    spec(
+        "qtrace-closed",
+        Plugin::Recorder {
+            // A recording window that never opens: a check at translation.
+            options: "start=addr:0x10",
+            mem: false,
+        },
+    ),
+    spec(
+        "qtrace-closed-icount",
+        Plugin::Recorder {
+            // Waiting for an instruction count that never comes: an inline
+            // counter and a conditional callback per block.
+            options: "start=icount:1000000000000000",
+            mem: false,
+        },
+    ),
+    spec(
+        "libempty",
+        Plugin::Qemu {
+            lib: "libempty.so",
+            options: "",
         },
     ),
     spec(
@@ -620,7 +648,7 @@ fn run_rounds(configs: &[Config], setup: &Setup, rounds: u32) -> Result<Vec<Run>
         for c in configs {
             let done = run_config(c, setup, known_insns)?;
             eprintln!("  {:<14} {}", c.name, progress(&done));
-            if let Some(t) = &done.trace {
+            if let Some(t) = done.trace.as_ref().filter(|t| t.insns > 0) {
                 known_insns = Some(t.insns);
             }
             runs.push(Run {
@@ -636,7 +664,7 @@ fn run_rounds(configs: &[Config], setup: &Setup, rounds: u32) -> Result<Vec<Run>
         }
         let recorded = runs[first..]
             .iter()
-            .find_map(|r| Some((r.trace.as_ref()?.insns, r.config)));
+            .find_map(|r| Some((r.trace.as_ref().filter(|t| t.insns > 0)?.insns, r.config)));
         let insns = recorded.or(counted.map(|n| (n, "libinsn")));
         for r in runs[first..].iter_mut().filter(|r| r.log_bytes.is_some()) {
             r.insns = insns.map(|(n, _)| n);
@@ -816,6 +844,11 @@ fn summarise(configs: &[Config], runs: &[Run]) -> Result<Vec<Summary>> {
             Output::Trace { mem } => {
                 let traces: Vec<&TraceStats> =
                     of(c.name).filter_map(|r| r.trace.as_ref()).collect();
+                if c.options.starts_with("start=") && traces.iter().all(|t| t.block_events == 0) {
+                    // A recording window that never opened: nothing to size.
+                    summary.push(s);
+                    continue;
+                }
                 if let Some(t) = traces.iter().find(|t| t.block_events == 0 || t.insns == 0) {
                     bail!(
                         "{}: the recording holds {} block events and {} instructions",
