@@ -124,6 +124,46 @@ impl ElfInfo {
     }
 }
 
+/// A function of a program, at its address in the guest as loaded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Function {
+    pub name: String,
+    pub addr: u64,
+}
+
+/// The functions of the ELF file at `path` (the defined `STT_FUNC` entries
+/// of `.symtab`, or of `.dynsym` for a stripped file: what QEMU's own
+/// symbol lookup reads), moved so that the file's entry point is at
+/// `entry` (the guest's `AT_ENTRY`). For `sym:` triggers.
+pub fn functions(path: &Path, entry: u64) -> Result<Vec<Function>, String> {
+    use object::{Object, ObjectSection, ObjectSymbol, SymbolKind};
+    regular_file(path)?;
+    let data = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    contained(|| {
+        let file = object::File::parse(&*data).map_err(|e| e.to_string())?;
+        let bias = entry.wrapping_sub(file.entry());
+        let has_symtab = file
+            .section_by_name(".symtab")
+            .is_some_and(|s| s.size() > 0);
+        let symbols: Vec<_> = if has_symtab {
+            file.symbols().collect()
+        } else {
+            file.dynamic_symbols().collect()
+        };
+        Ok(symbols
+            .into_iter()
+            .filter(|s| s.kind() == SymbolKind::Text && s.is_definition())
+            .filter_map(|s| {
+                Some(Function {
+                    name: s.name().ok()?.to_string(),
+                    addr: s.address().wrapping_add(bias),
+                })
+            })
+            .collect())
+    })
+    .map_err(|e| format!("{}: {e}", path.display()))
+}
+
 /// Fails unless `path` is a regular file: opening a FIFO would block, and
 /// reading a device (`/dev/zero`) would not end.
 pub(crate) fn regular_file(path: &Path) -> Result<(), String> {
@@ -212,6 +252,47 @@ fn parse_as<'data, Elf: FileHeader<Endian = object::Endianness>, R: ReadRef<'dat
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[no_mangle]
+    #[inline(never)]
+    pub extern "C" fn qtrace_elf_test_marker() -> u32 {
+        7
+    }
+
+    #[test]
+    fn finds_this_test_binarys_own_functions_moved_by_the_bias() {
+        let exe = std::env::current_exe().unwrap();
+        let call: extern "C" fn() -> u32 = std::hint::black_box(qtrace_elf_test_marker);
+        assert_eq!(call(), 7);
+        let e_entry = {
+            use object::Object;
+            let data = std::fs::read(&exe).unwrap();
+            object::File::parse(&*data).unwrap().entry()
+        };
+        let at = |entry| {
+            let funcs = functions(&exe, entry).unwrap();
+            funcs
+                .iter()
+                .find(|f| f.name == "qtrace_elf_test_marker")
+                .unwrap_or_else(|| panic!("{} functions, no marker", funcs.len()))
+                .addr
+        };
+        let linked = at(e_entry);
+        assert_ne!(linked, 0);
+        assert_eq!(at(e_entry + 0x1000), linked + 0x1000);
+    }
+
+    #[test]
+    fn functions_of_a_malformed_file_are_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let exe = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+        for n in [0, 3, 16, 64, 200, 4096] {
+            let path = dir.path().join(format!("cut{n}"));
+            std::fs::write(&path, &exe[..n.min(exe.len())]).unwrap();
+            assert!(functions(&path, 0).is_err(), "{n} bytes");
+        }
+        assert!(functions(Path::new("/dev/zero"), 0).is_err());
+    }
 
     fn seg(vaddr: u64, offset: u64, filesz: u64, prot: u8) -> LoadSegment {
         LoadSegment {

@@ -7,7 +7,7 @@
 //! - `modules`: the files mapped into the guest (`modules` table), followed
 //!   through its system calls;
 //! - `triggers`: when recording starts and stops (windows), decided at
-//!   translation too, with `elf` to find functions' entries;
+//!   translation too (function entries from `qtrace_format::elf`);
 //! - `recorder`: what each callback does (the hot path is `on_exec`);
 //! - `sink`: background writer threads that turn buffers into Parquet parts;
 //! - `stream`: the per-vCPU event stream of block ids and memory accesses;
@@ -26,7 +26,6 @@ macro_rules! warn {
 }
 
 mod disas;
-mod elf;
 pub mod ffi;
 mod filter;
 mod modules;

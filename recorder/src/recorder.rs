@@ -412,8 +412,7 @@ impl Plugin for Recorder {
     fn install(id: PluginId, info: Info, args: Vec<String>) -> Result<(), String> {
         let opts = Options::parse(&args)?;
         // Modules are followed through the guest's system calls.
-        let syscalls =
-            opts.syscalls || opts.modules || triggers::needs_syscalls(&opts.triggers);
+        let syscalls = opts.syscalls || opts.modules || triggers::needs_syscalls(&opts.triggers);
         triggers::install(&opts.triggers, id, &info.target, syscalls)?;
         let root = absolute(&opts.out);
         usable_out_dir(&root)?;

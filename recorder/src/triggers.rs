@@ -33,11 +33,11 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use qtrace_format::{TriggerHit, Window, WindowRange};
 
-use crate::elf;
 use crate::ffi::{self, Counter, GuestReader, PluginId, Register, Tb};
 use crate::filter::{glob, number};
 use crate::recorder::{self, Recorder};
 use crate::syscall_names;
+use qtrace_format::elf;
 
 /// What fires a trigger.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -874,7 +874,7 @@ impl Triggers {
             return;
         }
         let found = guest_program(&self.target).and_then(|(path, entry)| {
-            let funcs = elf::functions(&path, entry)?;
+            let funcs = elf::functions(std::path::Path::new(&path), entry)?;
             self.find_sites(Some((path, funcs)))
         });
         match found {
@@ -882,7 +882,7 @@ impl Triggers {
                 let _ = self.sites.set(sites);
             }
             Err(msg) => {
-                eprintln!("qtrace: {msg}");
+                warn!("qtrace: {msg}");
                 recorder::discard_trace();
                 ffi::exit_now(1)
             }
@@ -1089,7 +1089,7 @@ fn set_return_target(t: &Triggers, vcpu: u32) {
             RET_ADDR.store(0, SeqCst);
             static SAID: AtomicBool = AtomicBool::new(false);
             if !SAID.swap(true, SeqCst) {
-                eprintln!("qtrace: stop=ret: cannot read the return address; the window lasts until another stop trigger or the exit");
+                warn!("qtrace: stop=ret: cannot read the return address; the window lasts until another stop trigger or the exit");
             }
         }
     }
