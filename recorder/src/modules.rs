@@ -423,7 +423,7 @@ fn mapped_file(fd: i64) -> Option<MappedFile> {
 
 /// A NUL-terminated path in guest memory, read a page at a time (a read
 /// across into an unmapped page would fail).
-fn read_path(addr: u64) -> Option<String> {
+pub(crate) fn read_path(addr: u64) -> Option<String> {
     let mut reader = GuestReader::new();
     let mut out = Vec::new();
     let mut at = addr;
@@ -448,8 +448,8 @@ const AT_PHNUM: u64 = 5;
 const AT_PAGESZ: u64 = 6;
 const AT_BASE: u64 = 7;
 const AT_FLAGS: u64 = 8;
-const AT_ENTRY: u64 = 9;
-const AT_EXECFN: u64 = 31;
+pub(crate) const AT_ENTRY: u64 = 9;
+pub(crate) const AT_EXECFN: u64 = 31;
 const AT_SYSINFO_EHDR: u64 = 33;
 /// Size of a 64-bit ELF program header (`AT_PHENT`).
 const PHENT_64: u64 = 56;
@@ -587,7 +587,7 @@ fn loaded_by_qemu(warnings: &mut Vec<String>) -> Vec<Tracked> {
 /// recognised by the entries QEMU writes first, in this order, whatever the
 /// guest: `AT_PHDR`, `AT_PHENT` (56 for a 64-bit program), `AT_PHNUM`,
 /// `AT_PAGESZ`, `AT_BASE`, `AT_FLAGS`, `AT_ENTRY`.
-fn auxiliary_vector() -> Result<Vec<(u64, u64)>, String> {
+pub(crate) fn auxiliary_vector() -> Result<Vec<(u64, u64)>, String> {
     let sp = stack_pointer().ok_or("the stack pointer is not readable")?;
     let mut reader = GuestReader::new();
     let start = sp & !7;

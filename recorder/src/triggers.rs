@@ -35,6 +35,7 @@ use qtrace_format::{TriggerHit, Window, WindowRange};
 
 use crate::ffi::{self, Counter, GuestReader, PluginId, Register, Tb};
 use crate::filter::{glob, number};
+use crate::modules;
 use crate::recorder::{self, Recorder};
 use crate::syscall_names;
 use qtrace_format::elf;
@@ -873,7 +874,7 @@ impl Triggers {
         if self.sites.get().is_some() {
             return;
         }
-        let found = guest_program(&self.target).and_then(|(path, entry)| {
+        let found = guest_program().and_then(|(path, entry)| {
             let funcs = elf::functions(std::path::Path::new(&path), entry)?;
             self.find_sites(Some((path, funcs)))
         });
@@ -937,64 +938,20 @@ impl Triggers {
     }
 }
 
-/// Auxiliary vector entries: the program's entry point, and its file name.
-const AT_ENTRY: u64 = 9;
-const AT_EXECFN: u64 = 31;
-
-/// The guest program's path and entry point, read from its initial stack
-/// (argc, argv, envp, then the auxiliary vector). Only in a callback, with
+/// The guest program's path and entry point, from the auxiliary vector on
+/// its stack (see `modules::auxiliary_vector`). Only in a callback, with
 /// registers, on the guest's first block.
-fn guest_program(target: &str) -> Result<(String, u64), String> {
+fn guest_program() -> Result<(String, u64), String> {
     let cannot =
         |what: &str| format!("options `start=`, `stop=`: sym: triggers cannot find {what}");
-    let mut reader = GuestReader::new();
-    let regs = ret_registers(target).ok_or_else(|| cannot("the stack pointer"))?;
-    let sp = read_u64(&mut reader, &regs.sp).ok_or_else(|| cannot("the stack pointer"))?;
-    let mut word = |addr: u64| le_u64(&reader.read_memory(addr, 8)?);
-    let unreadable = || cannot("the auxiliary vector");
-    let argc = word(sp).ok_or_else(unreadable)?;
-    let mut p = sp.wrapping_add(8 * (argc.min(1 << 20) + 2));
-    // The environment, up to its null.
-    for _ in 0..(1 << 20) {
-        let env = word(p).ok_or_else(unreadable)?;
-        p = p.wrapping_add(8);
-        if env == 0 {
-            break;
-        }
-    }
-    let (mut entry, mut execfn) = (None, None);
-    for _ in 0..4096 {
-        let kind = word(p).ok_or_else(unreadable)?;
-        let value = word(p.wrapping_add(8)).ok_or_else(unreadable)?;
-        match kind {
-            0 => break,
-            AT_ENTRY => entry = Some(value),
-            AT_EXECFN => execfn = Some(value),
-            _ => {}
-        }
-        p = p.wrapping_add(16);
-    }
-    let (Some(entry), Some(execfn)) = (entry, execfn) else {
+    let auxv =
+        modules::auxiliary_vector().map_err(|e| cannot(&format!("the auxiliary vector ({e})")))?;
+    let at = |t: u64| auxv.iter().find(|(k, _)| *k == t).map(|&(_, v)| v);
+    let (Some(entry), Some(execfn)) = (at(modules::AT_ENTRY), at(modules::AT_EXECFN)) else {
         return Err(cannot("the program in the auxiliary vector"));
     };
-    // The file name, NUL-terminated, near the top of the stack: read it in
-    // pieces that stop at page boundaries, so as not to run past its end.
-    let mut name = Vec::new();
-    while name.len() < 4096 {
-        let at = execfn.wrapping_add(name.len() as u64);
-        let len = 64.min(4096 - (at % 4096)) as usize;
-        let piece = reader
-            .read_memory(at, len)
-            .ok_or_else(|| cannot("the program's file name"))?;
-        match piece.iter().position(|&c| c == 0) {
-            Some(end) => {
-                name.extend_from_slice(&piece[..end]);
-                return Ok((String::from_utf8_lossy(&name).into_owned(), entry));
-            }
-            None => name.extend_from_slice(&piece),
-        }
-    }
-    Err(cannot("the program's file name"))
+    let path = modules::read_path(execfn).ok_or_else(|| cannot("the program's file name"))?;
+    Ok((path, entry))
 }
 
 impl Sites {
