@@ -8,6 +8,7 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 
 use crate::layout::MANIFEST;
+use crate::schema::RegSpec;
 use crate::{Error, Result};
 
 /// Name written in every manifest's `format` field.
@@ -45,6 +46,10 @@ pub struct Manifest {
     /// Every guest thread, in order of vCPU and start: in linux-user each
     /// thread runs on a vCPU index of its own, which a later thread may reuse.
     pub threads: Vec<ThreadTotals>,
+    /// The registers of the `regs` table, in column order (option `regs=`):
+    /// its schema is `schema::regs_schema(&regs)`. Empty until the end, and
+    /// without `regs`.
+    pub regs: Vec<RegSpec>,
 }
 
 /// One guest thread's run on its vCPU.
@@ -78,6 +83,8 @@ pub struct VcpuTotals {
     pub mem_accesses: u64,
     /// Rows written to `syscalls` (system calls), when recorded.
     pub syscalls: u64,
+    /// Rows written to `regs` (registers read), when recorded.
+    pub regs_rows: u64,
 }
 
 impl Manifest {

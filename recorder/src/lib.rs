@@ -5,6 +5,7 @@
 //! - `options`: the plugin's options, checked at install;
 //! - `filter`: which blocks are recorded, decided at translation;
 //! - `recorder`: what each callback does (the hot path is `on_exec`);
+//! - `regs`: registers at block entry and system calls (option `regs=`);
 //! - `sink`: background writer threads that turn buffers into Parquet parts;
 //! - `syscall_names`: syscall numbers to names per guest architecture (generated).
 //!
@@ -15,5 +16,6 @@ pub mod ffi;
 mod filter;
 mod options;
 mod recorder;
+mod regs;
 mod sink;
 mod syscall_names;

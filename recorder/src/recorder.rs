@@ -16,25 +16,23 @@ use std::sync::{Mutex, OnceLock};
 use qtrace_format::manifest::now_rfc3339;
 use qtrace_format::manifest::ThreadTotals;
 use qtrace_format::schema::{
-    block_counts_batch, BlockCount, BlockDictBuilder, BlockInfo, InsnInfo, MemAccess, RegValue,
-    Syscall,
+    block_counts_batch, BlockCount, BlockDictBuilder, BlockInfo, InsnInfo, MemAccess, Syscall,
 };
 use qtrace_format::writer::{write_table, PartLimits};
 use qtrace_format::{Manifest, Table, VcpuTotals};
 
 use crate::disas::Disassembler;
 use crate::ffi::{
-    self, Counter, GuestReader, Info, MemInfo, PerVcpu, Plugin, PluginId, Register, Tb, VcpuSlot,
+    self, Counter, GuestReader, Info, MemInfo, PerVcpu, Plugin, PluginId, Tb, VcpuSlot,
 };
-use crate::filter::glob;
 use crate::options::{MemMode, MemRw, Options};
 use crate::sink::{usable_out_dir, Batch, BlockBatch, Msg, Sink, SinkConfig};
-use crate::syscall_names;
+use crate::{regs, syscall_names};
 
 pub struct Recorder;
 
-struct State {
-    opts: Options,
+pub(crate) struct State {
+    pub(crate) opts: Options,
     root: PathBuf,
     /// The process that installed the recorder. A forked child inherits this
     /// state but not the writer threads: it must not write (see `Lane::flush`).
@@ -71,10 +69,6 @@ struct SyscallLane {
     /// The call made and not yet returned (one at a time per vCPU).
     pending: Option<Syscall>,
     buf: Vec<Syscall>,
-    /// Registers read at the calls' entry (option `regs=`), and `seq` of
-    /// `regs[0]` in the `regs` table.
-    regs: Vec<RegValue>,
-    regs_next_seq: u64,
     reader: Option<GuestReader>,
     vcpu: u32,
     /// Sequence number of `buf[0]`.
@@ -87,38 +81,6 @@ impl VcpuSlot for Option<Box<SyscallLane>> {
 }
 
 impl SyscallLane {
-    /// Reads the selected registers at a call's entry.
-    fn read_regs(&mut self, state: &State, block_seq: u64) {
-        let selected = SELECTED_REGS.get_or_init(|| select_registers(&state.opts.regs));
-        if selected.is_empty() {
-            return;
-        }
-        // The call entering now is written after those already done.
-        let syscall_seq = self.next_seq + self.buf.len() as u64;
-        let reader = self.reader.get_or_insert_with(GuestReader::new);
-        for reg in selected {
-            if let Some(bytes) = reader.read(reg) {
-                self.regs.push(RegValue {
-                    block_seq,
-                    syscall_seq,
-                    reg: reg.name.clone(),
-                    bytes,
-                });
-            }
-        }
-    }
-
-    fn flush_regs(&mut self, state: &State) {
-        let rows = std::mem::take(&mut self.regs);
-        hand_over(
-            state,
-            self.vcpu,
-            rows,
-            &mut self.regs_next_seq,
-            &mut self.lost,
-        );
-    }
-
     /// Appends a finished (or abandoned) call, flushing a full buffer.
     fn push(&mut self, state: &State, call: Syscall) {
         if self.buf.capacity() == 0 {
@@ -137,9 +99,8 @@ impl SyscallLane {
         }
     }
 
-    /// Hands the buffer (and the registers read) to the writers.
+    /// Hands the buffer to the writers.
     fn flush(&mut self, state: &State) {
-        self.flush_regs(state);
         let rows = std::mem::take(&mut self.buf);
         hand_over(state, self.vcpu, rows, &mut self.next_seq, &mut self.lost);
     }
@@ -186,8 +147,13 @@ impl MemLane {
 /// vCPU's partition. A forked child has
 /// the parent's buffers but not its writers (nor, safely, its locks): there,
 /// and when the writers are gone, the rows count as lost.
-fn hand_over<T>(state: &State, vcpu: u32, rows: Vec<T>, next_seq: &mut u64, lost: &mut u64)
-where
+pub(crate) fn hand_over<T>(
+    state: &State,
+    vcpu: u32,
+    rows: Vec<T>,
+    next_seq: &mut u64,
+    lost: &mut u64,
+) where
     Batch<T>: Into<Msg>,
 {
     let n = rows.len() as u64;
@@ -531,6 +497,7 @@ impl Plugin for Recorder {
             }
         }
         tb.on_exec::<Recorder>(id as u64);
+        regs::instrument(tb, &state.opts);
     }
 
     #[inline(always)]
@@ -594,8 +561,6 @@ impl Plugin for Recorder {
             Box::new(SyscallLane {
                 pending: None,
                 buf: Vec::new(),
-                regs: Vec::new(),
-                regs_next_seq: 0,
                 reader: None,
                 vcpu,
                 next_seq: 0,
@@ -605,9 +570,11 @@ impl Plugin for Recorder {
         // A call still pending never returned (it should not happen: only
         // calls that end the thread do not return).
         lane.abandon_pending(state);
-        let block_seq = LANES.get(vcpu).map_or(0, |l| l.current_seq());
-        if !state.opts.regs.is_empty() {
-            lane.read_regs(state, block_seq);
+        let block_seq = current_block_seq(vcpu);
+        if !state.opts.regs.is_empty() && state.opts.regs_at.syscalls() {
+            // The call entering now is written after those already done.
+            let syscall_seq = lane.next_seq + lane.buf.len() as u64;
+            regs::on_syscall(state, vcpu, block_seq, syscall_seq);
         }
         let name = syscall_names::name(state.syscall_names, num);
         // What the call writes out is in its buffer before the call.
@@ -654,12 +621,18 @@ impl Plugin for Recorder {
         }
     }
 
+    fn on_regs(vcpu: u32, data: u64) {
+        let Some(state) = STATE.get() else { return };
+        regs::on_block(state, vcpu, data);
+    }
+
     fn on_vcpu_exit(vcpu: u32) {
         let Some(state) = STATE.get() else { return };
         if let Some(Some(lane)) = SYSCALL_LANES.get(vcpu) {
             lane.abandon_pending(state);
             lane.flush(state);
         }
+        regs::retire(state, vcpu);
         if let Some(lane) = MEM_LANES.get(vcpu) {
             lane.flush(state);
         }
@@ -783,36 +756,15 @@ fn buffer_in(name: &str) -> Option<usize> {
     }
 }
 
-/// The registers `regs=` selects, found at the first system call (QEMU lists
-/// registers only on a vCPU thread).
-static SELECTED_REGS: OnceLock<Vec<Register>> = OnceLock::new();
-
-fn select_registers(patterns: &[String]) -> Vec<Register> {
-    let all = ffi::registers();
-    let names: Vec<String> = all.iter().map(|r| r.name.clone()).collect();
-    let selected: Vec<Register> = all
-        .into_iter()
-        .filter(|r| {
-            patterns
-                .iter()
-                .any(|p| glob(p.as_bytes(), r.name.as_bytes()))
-        })
-        .collect();
-    for p in patterns {
-        if !names.iter().any(|n| glob(p.as_bytes(), n.as_bytes())) {
-            eprintln!(
-                "qtrace: regs={p} names no register of this guest (it has {})",
-                names.join(" ")
-            );
-        }
-    }
-    selected
-}
-
 /// The calling thread's Linux thread id: in linux-user, the guest thread's.
 fn current_tid() -> u32 {
     // SAFETY: gettid has no preconditions and cannot fail.
     unsafe { libc::gettid() as u32 }
+}
+
+/// `seq` of the block `vcpu` is executing (0 before its first block).
+pub(crate) fn current_block_seq(vcpu: u32) -> u64 {
+    LANES.get(vcpu).map_or(0, |l| l.current_seq())
 }
 
 /// The guest thread running on `vcpu` (0 before its first block).
@@ -851,6 +803,7 @@ fn finish(state: &State) -> Result<(), String> {
         lane.flush(state);
         lanes.push((vcpu, lane.next_seq, lane.lost));
     });
+    regs::finish(state, &mut lanes);
     let report = state.sink.finish();
 
     let table = lock(&state.blocks);
@@ -913,6 +866,9 @@ fn finish(state: &State) -> Result<(), String> {
         if let Some(&(rows, _)) = report.written.get(&(Table::Syscalls, t.vcpu)) {
             t.syscalls = rows;
         }
+        if let Some(&(rows, _)) = report.written.get(&(Table::Regs, t.vcpu)) {
+            t.regs_rows = rows;
+        }
     }
     totals.retain(|t| t.blocks > 0 || t.block_events > 0);
 
@@ -922,6 +878,7 @@ fn finish(state: &State) -> Result<(), String> {
     manifest.distinct_blocks = distinct_blocks;
     manifest.vcpus = totals;
     manifest.threads = threads;
+    manifest.regs = regs::layout().map_or_else(Vec::new, |l| l.regs().to_vec());
     manifest.complete = errors.is_empty() && lost_total == 0;
     manifest.write(&state.root).map_err(|e| e.to_string())?;
     for e in &errors {

@@ -16,7 +16,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use qtrace_format::schema::{
-    mem_batch, regs_batch, syscalls_batch, MemAccess, RegValue, Syscall, Table,
+    mem_batch, regs_batch, syscalls_batch, MemAccess, RegsRow, Syscall, Table,
 };
 use qtrace_format::writer::{PartLimits, PartWriter};
 
@@ -37,7 +37,7 @@ pub type MemBatch = Batch<MemAccess>;
 /// System calls, for `syscalls`.
 pub type SyscallBatch = Batch<Syscall>;
 /// Registers read, for `regs`.
-pub type RegsBatch = Batch<RegValue>;
+pub type RegsBatch = Batch<RegsRow>;
 
 /// What vCPUs hand to the writers: one batch of one table, or the order to stop.
 pub enum Msg {
@@ -270,8 +270,12 @@ impl Writer {
 
     fn write_regs(&mut self, batch: RegsBatch) {
         let n = batch.rows.len();
+        // Rows exist only once the layout is known.
+        let Some(layout) = crate::regs::layout() else {
+            return;
+        };
         if let Some(part) = self.part(Table::Regs, batch.vcpu, n) {
-            let r = part.write(&regs_batch(batch.first_seq, batch.tid, &batch.rows));
+            let r = part.write(&regs_batch(layout, batch.first_seq, batch.tid, &batch.rows));
             self.result(Table::Regs, batch.vcpu, n, r);
         }
     }
