@@ -337,19 +337,64 @@ pub struct RegsRow {
     /// registers (bit `i % 8` of byte `i / 8` for register `i` of the
     /// layout), then the bytes of each stored register in layout order,
     /// as QEMU gives them.
-    pub values: Vec<u8>,
+    pub values: RegBytes,
+}
+
+/// The bytes of a [`RegsRow`]'s values: in the row itself up to
+/// [`RegBytes::INLINE`] bytes, which holds a few registers' worth (and a
+/// row stores only those that changed), so that most rows cost no
+/// allocation (an allocation per row, freed by another thread, was half
+/// of the recorder's time at every block).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RegBytes {
+    Inline {
+        len: u8,
+        bytes: [u8; RegBytes::INLINE],
+    },
+    Heap(Box<[u8]>),
+}
+
+impl RegBytes {
+    pub const INLINE: usize = 46;
+
+    pub fn new(bytes: &[u8]) -> RegBytes {
+        if bytes.len() <= Self::INLINE {
+            let mut inline = [0; Self::INLINE];
+            inline[..bytes.len()].copy_from_slice(bytes);
+            RegBytes::Inline {
+                len: bytes.len() as u8,
+                bytes: inline,
+            }
+        } else {
+            RegBytes::Heap(bytes.into())
+        }
+    }
+
+    pub fn as_slice(&self) -> &[u8] {
+        match self {
+            RegBytes::Inline { len, bytes } => &bytes[..usize::from(*len).min(Self::INLINE)],
+            RegBytes::Heap(bytes) => bytes,
+        }
+    }
+}
+
+impl Default for RegBytes {
+    fn default() -> Self {
+        RegBytes::new(&[])
+    }
 }
 
 impl RegsRow {
     /// The row's value of each register of `layout`, in order: `None` where
     /// it is not stored. A row that does not match the layout stores none.
     pub fn values<'a>(&'a self, layout: &'a RegsLayout) -> impl Iterator<Item = Option<&'a [u8]>> {
-        let bitmap_len = if self.values.is_empty() {
+        let values = self.values.as_slice();
+        let bitmap_len = if values.is_empty() {
             0
         } else {
             layout.bitmap_bytes()
         };
-        let (bitmap, mut rest) = self.values.split_at(bitmap_len.min(self.values.len()));
+        let (bitmap, mut rest) = values.split_at(bitmap_len.min(values.len()));
         layout.regs.iter().enumerate().map(move |(i, r)| {
             let stored = bitmap.get(i / 8).is_some_and(|b| b & (1 << (i % 8)) != 0);
             let size = r.size as usize;
@@ -925,17 +970,17 @@ mod tests {
             RegsRow {
                 block_seq: 4,
                 syscall_seq: None,
-                values: all,
+                values: RegBytes::new(&all),
             },
             RegsRow {
                 block_seq: 5,
                 syscall_seq: Some(0),
-                values: flags,
+                values: RegBytes::new(&flags),
             },
             RegsRow {
                 block_seq: 6,
                 syscall_seq: None,
-                values: Vec::new(),
+                values: RegBytes::default(),
             },
         ];
         let batch = regs_batch(&layout, 10, 7, &rows);
@@ -954,7 +999,7 @@ mod tests {
         assert!(wide.is_null(1) && wide.is_null(2));
         // A row cut short stores nothing it cannot hold.
         let short = RegsRow {
-            values: vec![0b111, 1, 2],
+            values: RegBytes::new(&[0b111, 1, 2]),
             ..Default::default()
         };
         assert!(short.values(&layout).all(|v| v.is_none()));

@@ -19,7 +19,7 @@
 
 use std::sync::OnceLock;
 
-use qtrace_format::schema::{col, RegSpec, RegsLayout, RegsRow};
+use qtrace_format::schema::{col, RegBytes, RegSpec, RegsLayout, RegsRow};
 
 use crate::ffi::{self, Counter, GuestReader, PerVcpu, Register, Tb, VcpuSlot};
 use crate::filter::glob;
@@ -110,7 +110,7 @@ impl RegsLane {
                 continue;
             };
             let prev = &mut self.prev[range];
-            if !self.known[i] || prev != value {
+            if !self.known[i] || !same(prev, value) {
                 prev.copy_from_slice(value);
                 self.known[i] = true;
                 self.values[i / 8] |= 1 << (i % 8);
@@ -118,9 +118,9 @@ impl RegsLane {
             }
         }
         let values = if self.values.len() > bitmap {
-            self.values.clone()
+            RegBytes::new(&self.values)
         } else {
-            Vec::new()
+            RegBytes::default()
         };
         RegsRow {
             block_seq,
@@ -144,6 +144,21 @@ impl RegsLane {
         let rows = std::mem::take(&mut self.rows);
         hand_over(state, self.vcpu, rows, &mut self.next_seq, &mut self.lost);
     }
+}
+
+/// `a == b` for slices of the same length, without a call to `memcmp` for
+/// each register (a tenth of the time at every block).
+#[inline]
+fn same(a: &[u8], b: &[u8]) -> bool {
+    let word = |c: &[u8]| {
+        let mut w = [0u8; 8];
+        w[..c.len()].copy_from_slice(c);
+        u64::from_ne_bytes(w)
+    };
+    a.len() == b.len()
+        && a.chunks(8)
+            .zip(b.chunks(8))
+            .all(|(x, y)| word(x) == word(y))
 }
 
 /// Where a row is read.

@@ -10,6 +10,8 @@
 //! |-----------------|----------------------------------------------------|
 //! | `plain`         | none: the baseline                                 |
 //! | `qtrace-blocks` | the recorder (`$QTRACE_RECORDER`, by default `target/release/libqtrace_recorder.so`), `out=` a fresh directory |
+//! | `qtrace-regs-64` | the recorder, also reading `rax`, `rbx` and `rsp` at every 64th block (`regs_at=blocks,regs_every=64`) |
+//! | `qtrace-regs-1` | the same at every block; only with `--only` |
 //! | `libbb-inline`  | `libbb.so,inline=on`: inline block and insn counts |
 //! | `libbb-cb`      | `libbb.so`: the same counts through callbacks      |
 //! | `libhotblocks`  | `libhotblocks.so,inline=on`: per-block counters    |
@@ -66,7 +68,9 @@ struct Args {
     #[arg(long, default_value_t = 12, value_parser = clap::value_parser!(u64).range(1..))]
     input_mb: u64,
     /// Comma-separated configurations to run (plain, the baseline, always
-    /// runs): plain, qtrace-blocks, libbb-inline, libbb-cb, libhotblocks.
+    /// runs): plain, qtrace-blocks, qtrace-regs-64, libbb-inline, libbb-cb,
+    /// libhotblocks; and, only when named here, qtrace-regs-1 (the
+    /// registers at every block, much slower).
     #[arg(long, value_delimiter = ',')]
     only: Option<Vec<String>>,
     /// Write every measurement and the summary to this JSON file.
@@ -81,7 +85,10 @@ struct Args {
 #[derive(Clone, Copy)]
 enum Plugin {
     None,
-    Recorder,
+    /// The recorder, with these options besides `out`.
+    Recorder {
+        options: &'static str,
+    },
     /// A plugin of the QEMU build, `plugins/<lib>`, with these options.
     Qemu {
         lib: &'static str,
@@ -91,7 +98,19 @@ enum Plugin {
 
 const CONFIGS: &[(&str, Plugin)] = &[
     (BASELINE, Plugin::None),
-    ("qtrace-blocks", Plugin::Recorder),
+    ("qtrace-blocks", Plugin::Recorder { options: "" }),
+    (
+        "qtrace-regs-64",
+        Plugin::Recorder {
+            options: "regs=rax+rbx+rsp,regs_at=blocks,regs_every=64",
+        },
+    ),
+    (
+        "qtrace-regs-1",
+        Plugin::Recorder {
+            options: "regs=rax+rbx+rsp,regs_at=blocks",
+        },
+    ),
     (
         "libbb-inline",
         Plugin::Qemu {
@@ -114,6 +133,9 @@ const CONFIGS: &[(&str, Plugin)] = &[
         },
     ),
 ];
+
+/// Configurations that run only when `--only` names them.
+const OPT_IN: &[&str] = &["qtrace-regs-1"];
 
 /// A configuration ready to run.
 struct Config {
@@ -360,7 +382,7 @@ fn select_configs(args: &Args, qemu_dir: &Path) -> Result<(Vec<Config>, Vec<Skip
     let mut skipped = Vec::new();
     for &(name, plugin) in CONFIGS {
         let wanted = match &args.only {
-            None => true,
+            None => !OPT_IN.contains(&name),
             Some(only) => name == BASELINE || only.iter().any(|n| n == name),
         };
         if !wanted {
@@ -368,7 +390,7 @@ fn select_configs(args: &Args, qemu_dir: &Path) -> Result<(Vec<Config>, Vec<Skip
         }
         let (lib, options, records) = match plugin {
             Plugin::None => (None, "", false),
-            Plugin::Recorder => {
+            Plugin::Recorder { options } => {
                 let lib = recorder_path();
                 if !lib.is_file() {
                     skipped.push(Skipped {
@@ -381,7 +403,7 @@ fn select_configs(args: &Args, qemu_dir: &Path) -> Result<(Vec<Config>, Vec<Skip
                     });
                     continue;
                 }
-                (Some(lib), "", true)
+                (Some(lib), options, true)
             }
             Plugin::Qemu { lib, options } => {
                 let lib = qemu_dir.join("plugins").join(lib);
