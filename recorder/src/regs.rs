@@ -26,8 +26,8 @@ use crate::filter::glob;
 use crate::options::Options;
 use crate::recorder::{current_block_seq, hand_over, Recorder, State};
 
-/// Rows per vCPU buffer.
-const REGS_BUFFER: usize = 1 << 16;
+/// Rows per vCPU buffer (1.2 MB).
+const REGS_BUFFER: usize = 1 << 14;
 
 /// The registers `regs=` selects, and the table's layout. Found at the first
 /// read: QEMU lists registers, and tells their size, only in a vCPU callback.
