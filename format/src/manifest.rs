@@ -8,6 +8,7 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 
 use crate::layout::MANIFEST;
+use crate::schema::RegSpec;
 use crate::{Error, Result};
 
 /// Name written in every manifest's `format` field.
@@ -48,6 +49,10 @@ pub struct Manifest {
     /// The recording windows, in order, when the recorder ran with start or
     /// stop triggers (options `start=`, `stop=`); empty without them.
     pub windows: Vec<Window>,
+    /// The registers of the `regs` table, in column order (option `regs=`):
+    /// its schema is `schema::regs_schema(&regs)`. Empty until the end, and
+    /// without `regs`.
+    pub regs: Vec<RegSpec>,
 }
 
 /// One recording window: what opened and closed it, and the rows of
@@ -123,6 +128,8 @@ pub struct VcpuTotals {
     pub mem_accesses: u64,
     /// Rows written to `syscalls` (system calls), when recorded.
     pub syscalls: u64,
+    /// Rows written to `regs` (registers read), when recorded.
+    pub regs_rows: u64,
 }
 
 impl Manifest {

@@ -8,7 +8,7 @@
 //! | `block_dict`   | -              | distinct translated block                     |
 //! | `block_counts` | -              | (vCPU, block) pair that executed at least once |
 //! | `mem`          | `vcpu=N`       | memory access, in execution order (option `mem=`) |
-//! | `regs`         | `vcpu=N`       | register read at a system call's entry (option `regs=`) |
+//! | `regs`         | `vcpu=N`       | registers read at block entry or a system call's entry (option `regs=`) |
 //! | `syscalls`     | `vcpu=N`       | system call, in the order they were made (option `syscalls=`) |
 //! | `modules`      | -              | file mapped into the guest: the program, its interpreter, each `mmap`ed file |
 
@@ -24,6 +24,7 @@ use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef};
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersion};
 use parquet::schema::types::ColumnPath;
+use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result};
 
@@ -38,7 +39,9 @@ pub enum Table {
     BlockCounts,
     /// Memory accesses per vCPU, in execution order, with their values.
     Mem,
-    /// Register values read at each system call's entry (option `regs=`).
+    /// Registers read at block entry or at system calls' entry (option
+    /// `regs=`): one column per register, so its schema depends on the
+    /// registers recorded (see [`regs_schema`]).
     Regs,
     /// System calls per vCPU, in order, with arguments and return value.
     Syscalls,
@@ -79,7 +82,8 @@ impl Table {
         )
     }
 
-    /// The table's Arrow schema, built once.
+    /// The table's Arrow schema, built once. For `regs`, only the columns
+    /// every trace has: its register columns follow (see [`regs_schema`]).
     pub fn schema(self) -> SchemaRef {
         static BLOCKS: OnceLock<SchemaRef> = OnceLock::new();
         static DICT: OnceLock<SchemaRef> = OnceLock::new();
@@ -93,7 +97,7 @@ impl Table {
             Table::BlockDict => DICT.get_or_init(block_dict_schema).clone(),
             Table::BlockCounts => COUNTS.get_or_init(block_counts_schema).clone(),
             Table::Mem => MEM.get_or_init(mem_schema).clone(),
-            Table::Regs => REGS.get_or_init(regs_schema).clone(),
+            Table::Regs => REGS.get_or_init(|| regs_schema(&[])).clone(),
             Table::Syscalls => SYSCALLS.get_or_init(syscalls_schema).clone(),
             Table::Modules => MODULES.get_or_init(modules_schema).clone(),
         }
@@ -137,9 +141,24 @@ impl Table {
                     .set_max_row_group_row_count(Some(1 << 20))
                     .set_max_row_group_bytes(Some(64 << 20));
             }
-            Table::Syscalls | Table::Regs | Table::Modules => {
+            Table::Syscalls | Table::Modules => {
                 // Few rows: the writer's defaults (dictionaries) suit them.
                 b = b.set_max_row_group_row_count(Some(64 * 1024));
+            }
+            Table::Regs => {
+                // Read at block entry, rows can be as many as blocks: `seq`
+                // rises by one and `block_seq` by small steps (delta
+                // encoding). Register columns keep the defaults: a
+                // dictionary while it pays (stack pointers, flags), then
+                // plain or delta values.
+                for c in [col::SEQ, col::BLOCK_SEQ] {
+                    b = b
+                        .set_column_dictionary_enabled(ColumnPath::from(c), false)
+                        .set_column_encoding(ColumnPath::from(c), Encoding::DELTA_BINARY_PACKED);
+                }
+                b = b
+                    .set_max_row_group_row_count(Some(1 << 20))
+                    .set_max_row_group_bytes(Some(64 << 20));
             }
         }
         b.build()
@@ -165,7 +184,6 @@ pub mod col {
     pub const EXECS: &str = "execs";
     pub const BLOCK_SEQ: &str = "block_seq";
     pub const SYSCALL_SEQ: &str = "syscall_seq";
-    pub const REG: &str = "reg";
     pub const DATA: &str = "data";
     pub const INSN: &str = "insn";
     pub const STORE: &str = "store";
@@ -242,62 +260,233 @@ fn block_counts_schema() -> SchemaRef {
     ]))
 }
 
-fn regs_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
+/// A register of the `regs` table: its GDB name (the name of its column)
+/// and its size in bytes, as QEMU reads it. The manifest lists them, in
+/// column order.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegSpec {
+    pub name: String,
+    pub size: u32,
+}
+
+impl RegSpec {
+    /// Registers of up to 8 bytes are `UInt64` columns; wider ones
+    /// `FixedSizeBinary(size)`.
+    pub fn data_type(&self) -> DataType {
+        if self.size <= 8 {
+            DataType::UInt64
+        } else {
+            DataType::FixedSizeBinary(self.size as i32)
+        }
+    }
+}
+
+/// The schema of `regs` for these registers: `seq`, `tid`, `block_seq`,
+/// `syscall_seq` (null for rows read at block entry), then one nullable
+/// column per register, named after it, in the order given. A value is
+/// null when it is the same as in the thread's previous row.
+pub fn regs_schema(regs: &[RegSpec]) -> SchemaRef {
+    let mut fields = vec![
         Field::new(col::SEQ, DataType::UInt64, false),
         Field::new(col::TID, DataType::UInt32, false),
         Field::new(col::BLOCK_SEQ, DataType::UInt64, false),
-        Field::new(col::SYSCALL_SEQ, DataType::UInt64, false),
-        Field::new(col::REG, DataType::Utf8, false),
-        Field::new(col::VALUE, DataType::UInt64, false),
-        Field::new(col::BYTES, DataType::Binary, false),
-    ]))
+        Field::new(col::SYSCALL_SEQ, DataType::UInt64, true),
+    ];
+    fields.extend(
+        regs.iter()
+            .map(|r| Field::new(r.name.as_str(), r.data_type(), true)),
+    );
+    Arc::new(Schema::new(fields))
 }
 
-/// A register read at a system call's entry: a row of `regs` without its
-/// `seq` and `tid`.
+/// The registers of a `regs` table with its schema, and where each
+/// register's bytes start in a full row: made once per trace.
+#[derive(Clone, Debug)]
+pub struct RegsLayout {
+    regs: Vec<RegSpec>,
+    offsets: Vec<usize>,
+    schema: SchemaRef,
+}
+
+impl RegsLayout {
+    pub fn new(regs: Vec<RegSpec>) -> RegsLayout {
+        let mut offsets = Vec::with_capacity(regs.len() + 1);
+        let mut at = 0;
+        for r in &regs {
+            offsets.push(at);
+            at += r.size as usize;
+        }
+        offsets.push(at);
+        let schema = regs_schema(&regs);
+        RegsLayout {
+            regs,
+            offsets,
+            schema,
+        }
+    }
+
+    pub fn regs(&self) -> &[RegSpec] {
+        &self.regs
+    }
+
+    pub fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    /// Where register `i`'s bytes are in a row of every register's bytes
+    /// laid end to end.
+    pub fn range(&self, i: usize) -> std::ops::Range<usize> {
+        self.offsets[i]..self.offsets[i + 1]
+    }
+
+    /// Bytes of a row of every register's bytes laid end to end.
+    pub fn row_bytes(&self) -> usize {
+        self.offsets.last().copied().unwrap_or(0)
+    }
+
+    /// Bytes of the bitmap that opens [`RegsRow::values`].
+    pub fn bitmap_bytes(&self) -> usize {
+        self.regs.len().div_ceil(8)
+    }
+}
+
+/// A row of `regs` as the recorder buffers it (without its `seq` and `tid`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct RegValue {
-    /// `seq` of the block execution (in `blocks`) that made the call.
+pub struct RegsRow {
+    /// `seq` of the block execution (in `blocks`) about to execute (read at
+    /// block entry) or that made the call (read at a system call).
     pub block_seq: u64,
-    /// `seq` of the call in `syscalls`.
-    pub syscall_seq: u64,
-    /// The register's GDB name.
-    pub reg: String,
-    /// The register's bytes in the guest's byte order.
-    pub bytes: Vec<u8>,
+    /// `seq` of the call in `syscalls`; none for a row read at block entry.
+    pub syscall_seq: Option<u64>,
+    /// Empty if no register is stored. Else a bitmap of the stored
+    /// registers (bit `i % 8` of byte `i / 8` for register `i` of the
+    /// layout), then the bytes of each stored register in layout order,
+    /// as QEMU gives them.
+    pub values: RegBytes,
 }
 
-/// A batch of `regs`: `rows[i]` is row `first_seq + i`, read by thread `tid`.
-/// `value` is the first 8 bytes read little-endian (all of a register of
-/// 8 bytes or fewer on a little-endian guest).
-pub fn regs_batch(first_seq: u64, tid: u32, rows: &[RegValue]) -> RecordBatch {
-    let value = |b: &[u8]| {
-        let mut v = [0u8; 8];
-        let n = b.len().min(8);
-        v[..n].copy_from_slice(&b[..n]);
-        u64::from_le_bytes(v)
-    };
-    let columns: Vec<ArrayRef> = vec![
+/// The bytes of a [`RegsRow`]'s values: in the row itself up to
+/// [`RegBytes::INLINE`] bytes, which holds a few registers' worth (and a
+/// row stores only those that changed), so that most rows cost no
+/// allocation (an allocation per row, freed by another thread, was half
+/// of the recorder's time at every block).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RegBytes {
+    Inline {
+        len: u8,
+        bytes: [u8; RegBytes::INLINE],
+    },
+    Heap(Box<[u8]>),
+}
+
+impl RegBytes {
+    pub const INLINE: usize = 46;
+
+    pub fn new(bytes: &[u8]) -> RegBytes {
+        if bytes.len() <= Self::INLINE {
+            let mut inline = [0; Self::INLINE];
+            inline[..bytes.len()].copy_from_slice(bytes);
+            RegBytes::Inline {
+                len: bytes.len() as u8,
+                bytes: inline,
+            }
+        } else {
+            RegBytes::Heap(bytes.into())
+        }
+    }
+
+    pub fn as_slice(&self) -> &[u8] {
+        match self {
+            RegBytes::Inline { len, bytes } => &bytes[..usize::from(*len).min(Self::INLINE)],
+            RegBytes::Heap(bytes) => bytes,
+        }
+    }
+}
+
+impl Default for RegBytes {
+    fn default() -> Self {
+        RegBytes::new(&[])
+    }
+}
+
+impl RegsRow {
+    /// The row's value of each register of `layout`, in order: `None` where
+    /// it is not stored. A row that does not match the layout stores none.
+    pub fn values<'a>(&'a self, layout: &'a RegsLayout) -> impl Iterator<Item = Option<&'a [u8]>> {
+        let values = self.values.as_slice();
+        let bitmap_len = if values.is_empty() {
+            0
+        } else {
+            layout.bitmap_bytes()
+        };
+        let (bitmap, mut rest) = values.split_at(bitmap_len.min(values.len()));
+        layout.regs.iter().enumerate().map(move |(i, r)| {
+            let stored = bitmap.get(i / 8).is_some_and(|b| b & (1 << (i % 8)) != 0);
+            let size = r.size as usize;
+            if !stored || rest.len() < size {
+                return None;
+            }
+            let (value, tail) = rest.split_at(size);
+            rest = tail;
+            Some(value)
+        })
+    }
+}
+
+/// A batch of `regs` with `layout`'s columns: `rows[i]` is row
+/// `first_seq + i`, read by thread `tid`. Registers of up to 8 bytes are
+/// read little-endian (all the guests qtrace knows are), zero-extended.
+pub fn regs_batch(layout: &RegsLayout, first_seq: u64, tid: u32, rows: &[RegsRow]) -> RecordBatch {
+    use arrow_array::builder::FixedSizeBinaryBuilder;
+    enum Column {
+        Narrow(UInt64Builder),
+        Wide(FixedSizeBinaryBuilder),
+    }
+    let mut columns: Vec<Column> = layout
+        .regs
+        .iter()
+        .map(|r| {
+            if r.size <= 8 {
+                Column::Narrow(UInt64Builder::with_capacity(rows.len()))
+            } else {
+                Column::Wide(FixedSizeBinaryBuilder::with_capacity(
+                    rows.len(),
+                    r.size as i32,
+                ))
+            }
+        })
+        .collect();
+    for row in rows {
+        for (column, value) in columns.iter_mut().zip(row.values(layout)) {
+            match (column, value) {
+                (Column::Narrow(b), Some(v)) => {
+                    let mut le = [0u8; 8];
+                    le[..v.len()].copy_from_slice(v);
+                    b.append_value(u64::from_le_bytes(le));
+                }
+                (Column::Narrow(b), None) => b.append_null(),
+                (Column::Wide(b), Some(v)) => b
+                    .append_value(v)
+                    .expect("a register's value has its register's size"),
+                (Column::Wide(b), None) => b.append_null(),
+            }
+        }
+    }
+    let mut arrays: Vec<ArrayRef> = vec![
         seq_column(first_seq, rows.len()),
         tid_column(tid, rows.len()),
         Arc::new(UInt64Array::from_iter_values(
             rows.iter().map(|r| r.block_seq),
         )),
-        Arc::new(UInt64Array::from_iter_values(
-            rows.iter().map(|r| r.syscall_seq),
-        )),
-        Arc::new(StringArray::from_iter_values(
-            rows.iter().map(|r| r.reg.as_str()),
-        )),
-        Arc::new(UInt64Array::from_iter_values(
-            rows.iter().map(|r| value(&r.bytes)),
-        )),
-        Arc::new(BinaryArray::from_iter_values(
-            rows.iter().map(|r| r.bytes.as_slice()),
-        )),
+        Arc::new(UInt64Array::from_iter(rows.iter().map(|r| r.syscall_seq))),
     ];
-    RecordBatch::try_new(Table::Regs.schema(), columns).expect("regs batch matches its schema")
+    arrays.extend(columns.into_iter().map(|c| -> ArrayRef {
+        match c {
+            Column::Narrow(mut b) => Arc::new(b.finish()),
+            Column::Wide(mut b) => Arc::new(b.finish()),
+        }
+    }));
+    RecordBatch::try_new(layout.schema(), arrays).expect("regs batch matches its schema")
 }
 
 fn mem_schema() -> SchemaRef {
@@ -1045,6 +1234,76 @@ mod tests {
         let batch = modules_batch(&rows);
         assert_eq!(modules_rows(&batch).unwrap(), rows);
         assert_eq!(modules_rows(&modules_batch(&[])).unwrap(), vec![]);
+    }
+
+    #[test]
+    fn regs_batch_has_a_column_per_register_and_nulls_where_not_stored() {
+        use arrow_array::FixedSizeBinaryArray;
+        let spec = |name: &str, size| RegSpec {
+            name: name.into(),
+            size,
+        };
+        let layout = RegsLayout::new(vec![spec("rax", 8), spec("eflags", 4), spec("xmm0", 16)]);
+        let schema = layout.schema();
+        let types: Vec<_> = schema
+            .fields()
+            .iter()
+            .map(|f| f.data_type().clone())
+            .collect();
+        assert_eq!(
+            types[4..],
+            [
+                DataType::UInt64,
+                DataType::UInt64,
+                DataType::FixedSizeBinary(16)
+            ]
+        );
+        assert_eq!(schema.field(6).name(), "xmm0");
+        let xmm: Vec<u8> = (0..16).collect();
+        // Every register, then only eflags, then none.
+        let mut all = vec![0b111];
+        all.extend(7u64.to_le_bytes());
+        all.extend(0x246u32.to_le_bytes());
+        all.extend(&xmm);
+        let mut flags = vec![0b010];
+        flags.extend(0x202u32.to_le_bytes());
+        let rows = [
+            RegsRow {
+                block_seq: 4,
+                syscall_seq: None,
+                values: RegBytes::new(&all),
+            },
+            RegsRow {
+                block_seq: 5,
+                syscall_seq: Some(0),
+                values: RegBytes::new(&flags),
+            },
+            RegsRow {
+                block_seq: 6,
+                syscall_seq: None,
+                values: RegBytes::default(),
+            },
+        ];
+        let batch = regs_batch(&layout, 10, 7, &rows);
+        let u64s = |name| -> Vec<Option<u64>> {
+            column::<UInt64Array>(&batch, name)
+                .unwrap()
+                .iter()
+                .collect()
+        };
+        assert_eq!(u64s(col::SEQ), [Some(10), Some(11), Some(12)]);
+        assert_eq!(u64s(col::SYSCALL_SEQ), [None, Some(0), None]);
+        assert_eq!(u64s("rax"), [Some(7), None, None]);
+        assert_eq!(u64s("eflags"), [Some(0x246), Some(0x202), None]);
+        let wide: &FixedSizeBinaryArray = column(&batch, "xmm0").unwrap();
+        assert_eq!(wide.value(0), xmm.as_slice());
+        assert!(wide.is_null(1) && wide.is_null(2));
+        // A row cut short stores nothing it cannot hold.
+        let short = RegsRow {
+            values: RegBytes::new(&[0b111, 1, 2]),
+            ..Default::default()
+        };
+        assert!(short.values(&layout).all(|v| v.is_none()));
     }
 
     #[test]

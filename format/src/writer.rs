@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
 use parquet::arrow::ArrowWriter;
 
 use crate::blocks_writer::BlocksFileWriter;
@@ -82,9 +83,10 @@ impl PartWriter {
     }
 
     /// Appends a batch, sealing the current part first if it is full or old.
-    /// For every table but `blocks` and `mem`.
+    /// For every table but `blocks` and `mem`. A part takes the schema of its
+    /// first batch (that of `regs` depends on the registers recorded).
     pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
-        let open = self.part_with_room()?;
+        let open = self.part_with_room(Some(batch.schema()))?;
         match &mut open.encoder {
             Encoder::Arrow(w) => w.write(batch).map_err(|e| Error::parquet(&open.tmp, e))?,
             Encoder::Blocks(_) | Encoder::Mem(_) => return Err(wrong_encoder()),
@@ -96,7 +98,7 @@ impl PartWriter {
     /// Appends the rows `first_seq..` of `blocks` with these ids, executed by
     /// guest thread `tid`, as one row group.
     pub fn write_blocks(&mut self, first_seq: u64, tid: u32, ids: &[u32]) -> Result<()> {
-        let open = self.part_with_room()?;
+        let open = self.part_with_room(None)?;
         match &mut open.encoder {
             Encoder::Blocks(w) => w
                 .write_row_group(first_seq, tid, ids)
@@ -110,7 +112,7 @@ impl PartWriter {
     /// Appends rows of `mem` (a row group is closed when the rows do not
     /// follow the previous ones, or it is full).
     pub fn write_mem(&mut self, rows: &MemRows) -> Result<()> {
-        let open = self.part_with_room()?;
+        let open = self.part_with_room(None)?;
         match &mut open.encoder {
             Encoder::Mem(w) => w
                 .write_rows(rows)
@@ -121,14 +123,14 @@ impl PartWriter {
         Ok(())
     }
 
-    fn part_with_room(&mut self) -> Result<&mut OpenPart> {
+    fn part_with_room(&mut self, schema: Option<SchemaRef>) -> Result<&mut OpenPart> {
         if let Some(open) = &self.open {
             if open.rows >= self.limits.max_rows || open.opened.elapsed() >= self.limits.max_age {
                 self.seal()?;
             }
         }
         if self.open.is_none() {
-            self.open = Some(self.begin_part()?);
+            self.open = Some(self.begin_part(schema)?);
         }
         Ok(self.open.as_mut().expect("a part is open"))
     }
@@ -175,7 +177,7 @@ impl PartWriter {
         self.sealed_rows
     }
 
-    fn begin_part(&mut self) -> Result<OpenPart> {
+    fn begin_part(&mut self, schema: Option<SchemaRef>) -> Result<OpenPart> {
         std::fs::create_dir_all(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
         let index = self.next_index;
         self.next_index += 1;
@@ -187,7 +189,7 @@ impl PartWriter {
             Table::Mem => MemFileWriter::new(sink, self.zstd_level).map(Encoder::Mem),
             table => ArrowWriter::try_new(
                 sink,
-                table.schema(),
+                schema.unwrap_or_else(|| table.schema()),
                 Some(table.writer_properties(self.zstd_level)),
             )
             .map(Encoder::Arrow),

@@ -57,6 +57,10 @@ pub trait Plugin: 'static {
     /// An instruction instrumented with [`Insn::on_mem`] accessed memory
     /// at `vaddr`. Hot, and unguarded like [`Plugin::on_exec`].
     fn on_mem(vcpu: u32, info: MemInfo, vaddr: u64, data: u64);
+    /// A block instrumented with [`Tb::on_exec_regs`] or
+    /// [`Tb::on_exec_regs_if`] is about to execute on `vcpu`: the one
+    /// callback where its registers can be read. Runs under [`guard`].
+    fn on_regs(vcpu: u32, data: u64);
     /// `vcpu` is about to make system call `num` with arguments `args`.
     /// Not hot: runs under [`guard`].
     fn on_syscall(vcpu: u32, num: i64, args: [u64; 8]);
@@ -290,6 +294,10 @@ extern "C" fn mem_trampoline<P: Plugin>(
     P::on_mem(vcpu, MemInfo(info), vaddr, data as u64)
 }
 
+extern "C" fn regs_trampoline<P: Plugin>(vcpu: c_uint, data: *mut c_void) {
+    guard("register read", || P::on_regs(vcpu, data as u64))
+}
+
 #[allow(clippy::too_many_arguments)]
 extern "C" fn syscall_trampoline<P: Plugin>(
     _id: PluginId,
@@ -371,6 +379,42 @@ impl<'a> Tb<'a> {
                 self.raw,
                 Some(exec_trampoline::<P>),
                 sys::qemu_plugin_cb_flags::QEMU_PLUGIN_CB_NO_REGS,
+                data as *mut c_void,
+            )
+        }
+    }
+
+    /// Calls `P::on_regs(vcpu, data)` each time this block executes, with
+    /// the vCPU's registers readable (QEMU stores the guest registers it
+    /// holds in host registers before the call).
+    pub fn on_exec_regs<P: Plugin>(&self, data: u64) {
+        // SAFETY: `raw` is live; the trampoline matches the callback type;
+        // `data` is passed back as is and never dereferenced.
+        unsafe {
+            sys::qemu_plugin_register_vcpu_tb_exec_cb(
+                self.raw,
+                Some(regs_trampoline::<P>),
+                sys::qemu_plugin_cb_flags::QEMU_PLUGIN_CB_R_REGS,
+                data as *mut c_void,
+            )
+        }
+    }
+
+    /// Like [`Tb::on_exec_regs`], but only when this vCPU's `counter` is at
+    /// least `at_least` when the block starts: QEMU emits the comparison
+    /// inline, and the call only on the branch taken.
+    pub fn on_exec_regs_if<P: Plugin>(&self, counter: &Counter, at_least: u64, data: u64) {
+        // SAFETY: `raw` is live; the trampoline matches the callback type;
+        // the counter's scoreboard lives as long as the plugin; `data` is
+        // passed back as is and never dereferenced.
+        unsafe {
+            sys::qemu_plugin_register_vcpu_tb_exec_cond_cb(
+                self.raw,
+                Some(regs_trampoline::<P>),
+                sys::qemu_plugin_cb_flags::QEMU_PLUGIN_CB_R_REGS,
+                sys::qemu_plugin_cond::QEMU_PLUGIN_COND_GE,
+                counter.entry(),
+                at_least,
                 data as *mut c_void,
             )
         }
@@ -669,10 +713,10 @@ impl GuestReader {
         }
     }
 
-    /// The register's bytes, in the guest's byte order, as GDB gives them.
-    /// Only inside a vCPU callback of the vCPU to read (a syscall callback,
-    /// or an execution callback registered to read registers).
-    pub fn read(&mut self, reg: &Register) -> Option<Vec<u8>> {
+    /// The register's bytes, in the guest's byte order, as GDB gives them,
+    /// until the next read. Only inside a vCPU callback of the vCPU to read
+    /// (a syscall callback, or [`Plugin::on_regs`]).
+    pub fn read(&mut self, reg: &Register) -> Option<&[u8]> {
         if self.buf.is_null() {
             return None;
         }
@@ -686,7 +730,7 @@ impl GuestReader {
                 return None;
             }
             let b = &*self.buf;
-            Some(std::slice::from_raw_parts(b.data, b.len as usize).to_vec())
+            Some(std::slice::from_raw_parts(b.data, b.len as usize))
         }
     }
 }

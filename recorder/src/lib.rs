@@ -9,6 +9,7 @@
 //! - `triggers`: when recording starts and stops (windows), decided at
 //!   translation too (function entries from `qtrace_format::elf`);
 //! - `recorder`: what each callback does (the hot path is `on_exec`);
+//! - `regs`: registers at block entry and system calls (option `regs=`);
 //! - `sink`: background writer threads that turn buffers into Parquet parts;
 //! - `stream`: the per-vCPU event stream of block ids and memory accesses;
 //! - `syscall_names`: syscall numbers to names per guest architecture (generated).
@@ -31,6 +32,7 @@ mod filter;
 mod modules;
 mod options;
 mod recorder;
+mod regs;
 mod sink;
 mod stream;
 mod syscall_names;

@@ -636,7 +636,8 @@ fn stack_pointer() -> Option<u64> {
     let reg = ffi::registers()
         .into_iter()
         .find(|r| r.name == "rsp" || r.name == "sp")?;
-    let bytes = GuestReader::new().read(&reg)?;
+    let mut reader = GuestReader::new();
+    let bytes = reader.read(&reg)?;
     Some(u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?))
 }
 

@@ -27,7 +27,9 @@ options: out=DIR (required: the trace directory, created; must not exist or be e
          ranges=START-END+... (record only blocks starting in these address ranges, END excluded)
          syms=PATTERN+... (record only blocks in symbols matching these globs; with ranges=, either)
          syscall_data=N (record up to N bytes of what read/write-like system calls transfer, default 0)
-         regs=NAME+... (GDB names or globs of registers to read at each system call's entry, e.g. rdi+rsi or x*)
+         regs=NAME+... (GDB names or globs of registers to record, e.g. rdi+rsi or x*)
+         regs_at=syscalls|blocks|both (read them at each system call's entry, at block entry, or both; default syscalls)
+         regs_every=N (with regs_at=blocks or both: read them at every N-th block of each vCPU, default 1)
          start=TRIGGER+... (record from when one fires: addr:ADDRESS, sym:PATTERN (function entry), icount:N, syscall:NAME|NUMBER; @K after addr, sym or syscall: the K-th hit)
          stop=TRIGGER+... (stop recording when one fires: the same, with icount:N counted from the window's start, or ret (the return of the function whose entry opened the window))
          windows=N|all (most windows start= opens, each until a stop, default 1)";
@@ -38,6 +40,24 @@ pub enum MemMode {
     Off,
     Addr,
     Values,
+}
+
+/// Where the registers of `regs=` are read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RegsAt {
+    Syscalls,
+    Blocks,
+    Both,
+}
+
+impl RegsAt {
+    pub fn blocks(self) -> bool {
+        self != RegsAt::Syscalls
+    }
+
+    pub fn syscalls(self) -> bool {
+        self != RegsAt::Blocks
+    }
 }
 
 /// Which memory accesses are recorded.
@@ -65,8 +85,12 @@ pub struct Options {
     pub modules: bool,
     /// Which blocks are recorded.
     pub filter: Filter,
-    /// GDB names (globs) of the registers read at each system call's entry.
+    /// GDB names (globs) of the registers to record.
     pub regs: Vec<String>,
+    /// Where they are read.
+    pub regs_at: RegsAt,
+    /// With `regs_at` blocks: read at every `regs_every`-th block of a vCPU.
+    pub regs_every: u64,
     /// Most bytes of a system call's buffer to record; 0: none.
     pub syscall_data: usize,
     /// When recording starts and stops.
@@ -94,6 +118,8 @@ impl Options {
             modules: true,
             filter: Filter::default(),
             regs: Vec::new(),
+            regs_at: RegsAt::Syscalls,
+            regs_every: 1,
             syscall_data: 0,
             triggers: TriggerOptions::default(),
             given: BTreeMap::new(),
@@ -144,6 +170,19 @@ impl Options {
                         return Err(format!("option `regs={value}`: an empty register name"));
                     }
                 }
+                "regs_at" => {
+                    o.regs_at = match value {
+                        "syscalls" => RegsAt::Syscalls,
+                        "blocks" => RegsAt::Blocks,
+                        "both" => RegsAt::Both,
+                        _ => {
+                            return Err(format!(
+                                "option `regs_at={value}`: expected syscalls, blocks or both"
+                            ))
+                        }
+                    }
+                }
+                "regs_every" => o.regs_every = int(key, value, 1, u32::MAX as u64)?,
                 "mem" => {
                     o.mem = match value {
                         "off" => MemMode::Off,
@@ -173,7 +212,35 @@ impl Options {
         }
         o.out = out.ok_or_else(|| format!("option `out` is required\n{HELP}"))?;
         o.triggers.check()?;
+        o.check_regs()?;
         Ok(o)
+    }
+
+    /// `regs_at` and `regs_every` only make sense together with `regs`, and
+    /// registers at system calls only with the calls recorded.
+    fn check_regs(&self) -> Result<(), String> {
+        let given = |key: &str| self.given.get(key).map(|v| format!("{key}={v}"));
+        if self.regs.is_empty() {
+            if let Some(o) = given("regs_at").or_else(|| given("regs_every")) {
+                return Err(format!(
+                    "option `{o}` needs `regs=` (the registers to read)"
+                ));
+            }
+            return Ok(());
+        }
+        if let (Some(o), false) = (given("regs_every"), self.regs_at.blocks()) {
+            return Err(format!(
+                "option `{o}` samples blocks: it needs `regs_at=blocks` or `regs_at=both`"
+            ));
+        }
+        if self.regs_at.syscalls() && !self.syscalls {
+            return Err(format!(
+                "option `regs_at={}` reads registers at system calls, which `syscalls=off` \
+                 leaves out: use `regs_at=blocks`",
+                self.given.get("regs_at").map_or("syscalls", String::as_str)
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -210,6 +277,19 @@ mod tests {
     }
 
     #[test]
+    fn registers_where_and_how_often() {
+        let o = Options::parse(&["out=x", "regs=rax+r1*"]).unwrap();
+        assert_eq!(
+            (o.regs.len(), o.regs_at, o.regs_every),
+            (2, RegsAt::Syscalls, 1)
+        );
+        let o = Options::parse(&["out=x", "regs=sp", "regs_at=both", "regs_every=64"]).unwrap();
+        assert_eq!((o.regs_at, o.regs_every), (RegsAt::Both, 64));
+        let o = Options::parse(&["out=x", "regs=pc", "regs_at=blocks", "syscalls=off"]).unwrap();
+        assert!(o.regs_at.blocks() && !o.regs_at.syscalls());
+    }
+
+    #[test]
     fn errors_name_the_option() {
         for (args, needle) in [
             (vec!["zstd=3"], "`out` is required"),
@@ -226,6 +306,24 @@ mod tests {
             (vec!["out=x", "start=addr:0xzz"], "start=addr:0xzz"),
             (vec!["out=x", "stop=ret"], "stop=ret"),
             (vec!["out=x", "windows=0"], "windows=0"),
+            (vec!["out=x", "regs=rax", "regs_at=insns"], "regs_at=insns"),
+            (
+                vec!["out=x", "regs=rax", "regs_at=blocks", "regs_every=0"],
+                "regs_every=0",
+            ),
+            (
+                vec!["out=x", "regs_at=blocks"],
+                "`regs_at=blocks` needs `regs=`",
+            ),
+            (
+                vec!["out=x", "regs=rax", "regs_every=8"],
+                "needs `regs_at=blocks`",
+            ),
+            (vec!["out=x", "regs=rax", "syscalls=off"], "`syscalls=off`"),
+            (
+                vec!["out=x", "regs=rax+", "regs_at=blocks"],
+                "an empty register name",
+            ),
         ] {
             let err = Options::parse(&args).unwrap_err();
             assert!(err.contains(needle), "{args:?}: {err}");

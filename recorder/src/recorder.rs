@@ -17,18 +17,18 @@ use std::sync::{Mutex, OnceLock};
 use qtrace_format::manifest::now_rfc3339;
 use qtrace_format::manifest::ThreadTotals;
 use qtrace_format::schema::{
-    block_counts_batch, BlockCount, BlockDictBuilder, BlockInfo, InsnInfo, RegValue, Syscall,
+    block_counts_batch, BlockCount, BlockDictBuilder, BlockInfo, InsnInfo, Syscall,
 };
 use qtrace_format::writer::{write_table, PartLimits};
 use qtrace_format::{Manifest, Table, VcpuTotals};
 
 use crate::disas::Disassembler;
 use crate::ffi::{
-    self, Counter, GuestReader, Info, MemInfo, PerVcpu, Plugin, PluginId, Register, Tb, VcpuSlot,
+    self, Counter, GuestReader, Info, MemInfo, PerVcpu, Plugin, PluginId, Tb, VcpuSlot,
 };
-use crate::filter::glob;
 use crate::modules::Modules;
 use crate::options::{MemMode, MemRw, Options};
+use crate::regs;
 use crate::sink::{usable_out_dir, Batch, BlockBatch, Msg, Sink, SinkConfig, StreamBatch};
 use crate::stream;
 use crate::syscall_names;
@@ -36,8 +36,8 @@ use crate::triggers;
 
 pub struct Recorder;
 
-struct State {
-    opts: Options,
+pub(crate) struct State {
+    pub(crate) opts: Options,
     root: PathBuf,
     /// The process that installed the recorder. A forked child inherits this
     /// state but not the writer threads: it must not write (see `Lane::flush`).
@@ -74,10 +74,6 @@ struct SyscallLane {
     /// The call made and not yet returned (one at a time per vCPU).
     pending: Option<Syscall>,
     buf: Vec<Syscall>,
-    /// Registers read at the calls' entry (option `regs=`), and `seq` of
-    /// `regs[0]` in the `regs` table.
-    regs: Vec<RegValue>,
-    regs_next_seq: u64,
     reader: Option<GuestReader>,
     vcpu: u32,
     /// Sequence number of `buf[0]`.
@@ -90,38 +86,6 @@ impl VcpuSlot for Option<Box<SyscallLane>> {
 }
 
 impl SyscallLane {
-    /// Reads the selected registers at a call's entry.
-    fn read_regs(&mut self, state: &State, block_seq: u64) {
-        let selected = SELECTED_REGS.get_or_init(|| select_registers(&state.opts.regs));
-        if selected.is_empty() {
-            return;
-        }
-        // The call entering now is written after those already done.
-        let syscall_seq = self.next_seq + self.buf.len() as u64;
-        let reader = self.reader.get_or_insert_with(GuestReader::new);
-        for reg in selected {
-            if let Some(bytes) = reader.read(reg) {
-                self.regs.push(RegValue {
-                    block_seq,
-                    syscall_seq,
-                    reg: reg.name.clone(),
-                    bytes,
-                });
-            }
-        }
-    }
-
-    fn flush_regs(&mut self, state: &State) {
-        let rows = std::mem::take(&mut self.regs);
-        hand_over(
-            state,
-            self.vcpu,
-            rows,
-            &mut self.regs_next_seq,
-            &mut self.lost,
-        );
-    }
-
     /// Appends a finished (or abandoned) call, flushing a full buffer.
     fn push(&mut self, state: &State, call: Syscall) {
         if self.buf.capacity() == 0 {
@@ -140,9 +104,8 @@ impl SyscallLane {
         }
     }
 
-    /// Hands the buffer (and the registers read) to the writers.
+    /// Hands the buffer to the writers.
     fn flush(&mut self, state: &State) {
-        self.flush_regs(state);
         let rows = std::mem::take(&mut self.buf);
         hand_over(state, self.vcpu, rows, &mut self.next_seq, &mut self.lost);
     }
@@ -152,8 +115,13 @@ impl SyscallLane {
 /// vCPU's partition. A forked child has
 /// the parent's buffers but not its writers (nor, safely, its locks): there,
 /// and when the writers are gone, the rows count as lost.
-fn hand_over<T>(state: &State, vcpu: u32, rows: Vec<T>, next_seq: &mut u64, lost: &mut u64)
-where
+pub(crate) fn hand_over<T>(
+    state: &State,
+    vcpu: u32,
+    rows: Vec<T>,
+    next_seq: &mut u64,
+    lost: &mut u64,
+) where
     Batch<T>: Into<Msg>,
 {
     let n = rows.len() as u64;
@@ -577,6 +545,7 @@ impl Plugin for Recorder {
             }
         }
         tb.on_exec::<Recorder>(id as u64);
+        regs::instrument(tb, &state.opts);
         triggers::instrument(tb, &plan, Some(id));
     }
 
@@ -637,8 +606,6 @@ impl Plugin for Recorder {
             Box::new(SyscallLane {
                 pending: None,
                 buf: Vec::new(),
-                regs: Vec::new(),
-                regs_next_seq: 0,
                 reader: None,
                 vcpu,
                 next_seq: 0,
@@ -653,8 +620,10 @@ impl Plugin for Recorder {
             Some(l) if opens_window => l.pushed(),
             l => l.map_or(0, |l| l.current_seq()),
         };
-        if !state.opts.regs.is_empty() {
-            lane.read_regs(state, block_seq);
+        if !state.opts.regs.is_empty() && state.opts.regs_at.syscalls() {
+            // The call entering now is written after those already done.
+            let syscall_seq = lane.next_seq + lane.buf.len() as u64;
+            regs::on_syscall(state, vcpu, block_seq, syscall_seq);
         }
         let name = syscall_names::name(state.syscall_names, num);
         // What the call writes out is in its buffer before the call.
@@ -702,12 +671,18 @@ impl Plugin for Recorder {
         }
     }
 
+    fn on_regs(vcpu: u32, data: u64) {
+        let Some(state) = STATE.get() else { return };
+        regs::on_block(state, vcpu, data);
+    }
+
     fn on_vcpu_exit(vcpu: u32) {
         let Some(state) = STATE.get() else { return };
         if let Some(Some(lane)) = SYSCALL_LANES.get(vcpu) {
             lane.abandon_pending(state);
             lane.flush(state);
         }
+        regs::retire(state, vcpu);
         let _held = triggers::hold_exits();
         if let Some(lane) = LANES.get(vcpu) {
             lane.retire(state);
@@ -876,36 +851,15 @@ fn buffer_in(name: &str) -> Option<usize> {
     }
 }
 
-/// The registers `regs=` selects, found at the first system call (QEMU lists
-/// registers only on a vCPU thread).
-static SELECTED_REGS: OnceLock<Vec<Register>> = OnceLock::new();
-
-fn select_registers(patterns: &[String]) -> Vec<Register> {
-    let all = ffi::registers();
-    let names: Vec<String> = all.iter().map(|r| r.name.clone()).collect();
-    let selected: Vec<Register> = all
-        .into_iter()
-        .filter(|r| {
-            patterns
-                .iter()
-                .any(|p| glob(p.as_bytes(), r.name.as_bytes()))
-        })
-        .collect();
-    for p in patterns {
-        if !names.iter().any(|n| glob(p.as_bytes(), n.as_bytes())) {
-            warn!(
-                "qtrace: regs={p} names no register of this guest (it has {})",
-                names.join(" ")
-            );
-        }
-    }
-    selected
-}
-
 /// The calling thread's Linux thread id: in linux-user, the guest thread's.
 pub(crate) fn current_tid() -> u32 {
     // SAFETY: gettid has no preconditions and cannot fail.
     unsafe { libc::gettid() as u32 }
+}
+
+/// `seq` of the block `vcpu` is executing (0 before its first block).
+pub(crate) fn current_block_seq(vcpu: u32) -> u64 {
+    LANES.get(vcpu).map_or(0, |l| l.current_seq())
 }
 
 /// The guest thread running on `vcpu` (0 before its first block).
@@ -973,6 +927,7 @@ fn finish(state: &State) -> Result<(), String> {
         lane.flush(state);
         lanes.push((vcpu, lane.next_seq, lane.lost));
     });
+    regs::finish(state, &mut lanes);
     let report = state.sink.finish();
 
     let table = lock(&state.blocks);
@@ -1042,6 +997,9 @@ fn finish(state: &State) -> Result<(), String> {
         if let Some(&(rows, _)) = report.written.get(&(Table::Syscalls, t.vcpu)) {
             t.syscalls = rows;
         }
+        if let Some(&(rows, _)) = report.written.get(&(Table::Regs, t.vcpu)) {
+            t.regs_rows = rows;
+        }
     }
     totals.retain(|t| t.blocks > 0 || t.block_events > 0);
 
@@ -1052,6 +1010,7 @@ fn finish(state: &State) -> Result<(), String> {
     manifest.vcpus = totals;
     manifest.threads = threads;
     manifest.windows = triggers::windows_at_exit();
+    manifest.regs = regs::layout().map_or_else(Vec::new, |l| l.regs().to_vec());
     manifest.complete = errors.is_empty() && lost_total == 0;
     manifest.write(&state.root).map_err(|e| e.to_string())?;
     for e in &errors {

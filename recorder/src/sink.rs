@@ -16,7 +16,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use qtrace_format::mem_writer::{MemRows, PAGE_ROWS};
-use qtrace_format::schema::{regs_batch, syscalls_batch, RegValue, Syscall, Table};
+use qtrace_format::schema::{regs_batch, syscalls_batch, RegsRow, Syscall, Table};
 use qtrace_format::writer::{PartLimits, PartWriter};
 
 use crate::stream;
@@ -44,7 +44,7 @@ pub struct StreamBatch {
 /// System calls, for `syscalls`.
 pub type SyscallBatch = Batch<Syscall>;
 /// Registers read, for `regs`.
-pub type RegsBatch = Batch<RegValue>;
+pub type RegsBatch = Batch<RegsRow>;
 
 /// What vCPUs hand to the writers: one batch of one table, or the order to stop.
 pub enum Msg {
@@ -343,8 +343,12 @@ impl Writer {
 
     fn write_regs(&mut self, batch: RegsBatch) {
         let n = batch.rows.len();
+        // Rows exist only once the layout is known.
+        let Some(layout) = crate::regs::layout() else {
+            return;
+        };
         if let Some(part) = self.part(Table::Regs, batch.vcpu, n) {
-            let r = part.write(&regs_batch(batch.first_seq, batch.tid, &batch.rows));
+            let r = part.write(&regs_batch(layout, batch.first_seq, batch.tid, &batch.rows));
             self.result(Table::Regs, batch.vcpu, n, r);
         }
     }

@@ -1015,7 +1015,7 @@ fn ret_registers(target: &str) -> Option<&'static RetRegisters> {
 }
 
 fn read_u64(reader: &mut GuestReader, reg: &Register) -> Option<u64> {
-    le_u64(&reader.read(reg)?)
+    le_u64(reader.read(reg)?)
 }
 
 fn le_u64(bytes: &[u8]) -> Option<u64> {

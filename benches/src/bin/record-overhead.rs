@@ -15,6 +15,8 @@
 //! | `qtrace-blocks` | the recorder with its defaults: blocks and system calls     |
 //! | `qtrace-mem`    | the recorder, `mem=values`: also every memory access and its value |
 //! | `qtrace-all`    | the recorder, `mem=values,syscall_data=4096,regs=rax+...+rip`: also up to 4 KiB of each read/write-like system call's data and the 16 general registers and `rip` at each system call's entry |
+//! | `qtrace-regs-64` | the recorder, also reading `rax`, `rbx` and `rsp` at every 64th block (`regs_at=blocks,regs_every=64`) |
+//! | `qtrace-regs-1` | the same at every block; only when named in `--only` |
 //! | `qtrace-closed` | the recorder, `start=addr:0x10`: a window that never opens (a check at translation only) |
 //! | `qtrace-closed-icount` | the recorder, `start=icount:1000000000000000`: a window that never opens (an inline counter and a conditional callback per block) |
 //! | `libempty`      | `libempty.so`: a plugin that registers nothing but translation |
@@ -25,7 +27,7 @@
 //! | `libmem-cb`     | `libmem.so,inline=false,callback=true`: counted through a callback per access |
 //! | `execlog`       | `libexeclog.so` with `-d plugin -D FILE`: a text line per instruction, written to a file in the scratch directory |
 //!
-//! Every configuration but `execlog` runs by default. `execlog` costs 700 to
+//! Every configuration but `qtrace-regs-1` and `execlog` runs by default. `execlog` costs 700 to
 //! 1500 times plain QEMU and writes about 59 bytes per instruction (12 GB and
 //! 7 minutes for a 1 MiB input; 12 MiB would need some 140 GB), so it runs
 //! only when named in `--only`, with a small input: `--only
@@ -110,7 +112,8 @@ struct Args {
     #[arg(long, default_value_t = 12, value_parser = clap::value_parser!(u64).range(1..))]
     input_mb: u64,
     /// Comma-separated configurations to run (plain, the baseline, always
-    /// runs): plain, qtrace-blocks, qtrace-mem, qtrace-all, qtrace-closed,
+    /// runs): plain, qtrace-blocks, qtrace-mem, qtrace-all, qtrace-regs-64,
+    /// qtrace-regs-1 (only when named), qtrace-closed,
     /// qtrace-closed-icount, libempty, libbb-inline,
     /// libbb-cb, libhotblocks, libmem-inline, libmem-cb, execlog. Without
     /// it, all but execlog. execlog (700x plain or more, about 59 bytes of
@@ -197,6 +200,21 @@ const CONFIGS: &[Spec] = &[
             mem: true,
         },
     ),
+    spec(
+        "qtrace-regs-64",
+        Plugin::Recorder {
+            options: "regs=rax+rbx+rsp,regs_at=blocks,regs_every=64",
+            mem: false,
+        },
+    ),
+    Spec {
+        name: "qtrace-regs-1",
+        plugin: Plugin::Recorder {
+            options: "regs=rax+rbx+rsp,regs_at=blocks",
+            mem: false,
+        },
+        by_default: false,
+    },
     spec(
         "qtrace-closed",
         Plugin::Recorder {

@@ -205,6 +205,7 @@ fn write_trace(root: &Path, spec: Spec) {
             parts: w.sealed_parts(),
             mem_accesses: 0,
             syscalls: 0,
+            regs_rows: 0,
         });
         for b in BLOCKS.iter().filter(|b| b.execs[vcpu as usize] > 0) {
             counts.push(BlockCount {
