@@ -1091,8 +1091,8 @@ mod tests {
     #[test]
     fn execlog_runs_only_when_named() {
         let default = names(None);
-        assert!(!default.contains(&EXECLOG));
-        assert_eq!(default.len(), CONFIGS.len() - 1);
+        assert!(!default.contains(&EXECLOG) && !default.contains(&"qtrace-regs-1"));
+        assert_eq!(default.len(), CONFIGS.len() - 2);
         let only = ["qtrace-all".to_string(), EXECLOG.to_string()];
         assert_eq!(names(Some(&only)), [BASELINE, QTRACE_ALL, EXECLOG]);
     }
