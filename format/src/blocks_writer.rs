@@ -19,19 +19,16 @@
 //! Nothing here may panic on any input; errors are returned.
 
 use std::io::Write;
-use std::sync::Arc;
 
 use bytes::Bytes;
-use parquet::arrow::{add_encoded_arrow_schema_to_metadata, ArrowSchemaConverter};
-use parquet::basic::{Compression, Encoding, ZstdLevel};
+use parquet::basic::Encoding;
 use parquet::column::writer::ColumnCloseResult;
 use parquet::errors::Result;
-use parquet::file::properties::{WriterProperties, WriterVersion};
 use parquet::file::statistics::Statistics;
 use parquet::file::writer::SerializedFileWriter;
-use parquet::schema::types::{ColumnDescPtr, SchemaDescriptor};
+use parquet::schema::types::ColumnDescPtr;
 
-use crate::pages::{column, data_page, encode_constant, encode_seq, Chunk, Zstd};
+use crate::pages::{column, data_page, encode_constant, encode_seq, file_setup, Chunk, Zstd};
 use crate::schema::{col, Table};
 
 /// Rows per data page of `block_id`: 1 MiB before compression.
@@ -49,20 +46,11 @@ pub struct BlocksFileWriter<W: Write + Send> {
 
 impl<W: Write + Send> BlocksFileWriter<W> {
     pub fn new(sink: W, zstd_level: i32) -> Result<Self> {
-        let arrow_schema = Table::Blocks.schema();
-        let schema: SchemaDescriptor = ArrowSchemaConverter::new().convert(&arrow_schema)?;
-        let level = ZstdLevel::try_new(zstd_level)?;
-        let mut props = WriterProperties::builder()
-            .set_writer_version(WriterVersion::PARQUET_2_0)
-            .set_compression(Compression::ZSTD(level))
-            .set_created_by(concat!("qtrace ", env!("CARGO_PKG_VERSION")).to_string())
-            .build();
-        // Readers that honour it (pyarrow, arrow-rs) then give back UInt64/UInt32.
-        add_encoded_arrow_schema_to_metadata(&arrow_schema, &mut props);
+        let (schema, props) = file_setup(Table::Blocks, zstd_level)?;
         let seq_descr = column(&schema, col::SEQ)?;
         let tid_descr = column(&schema, col::TID)?;
         let id_descr = column(&schema, col::BLOCK_ID)?;
-        let inner = SerializedFileWriter::new(sink, schema.root_schema_ptr(), Arc::new(props))?;
+        let inner = SerializedFileWriter::new(sink, schema.root_schema_ptr(), props)?;
         Ok(BlocksFileWriter {
             inner,
             seq_descr,

@@ -19,21 +19,18 @@
 
 use std::cell::RefCell;
 use std::io::Write;
-use std::sync::Arc;
 
 use rayon::prelude::*;
 
-use parquet::arrow::{add_encoded_arrow_schema_to_metadata, ArrowSchemaConverter};
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::errors::Result;
-use parquet::file::properties::{WriterProperties, WriterVersion};
 use parquet::file::statistics::Statistics;
 use parquet::file::writer::SerializedFileWriter;
-use parquet::schema::types::{ColumnDescPtr, SchemaDescriptor};
+use parquet::schema::types::ColumnDescPtr;
 
 use crate::pages::{
-    byte_stream_split, column, data_page, delta_page, encode_constant, encode_seq, plain_bools,
-    rle_levels, rle_run, Chunk, Zstd,
+    byte_stream_split, column, data_page, delta_page, encode_constant, encode_seq, file_setup,
+    plain_bools, rle_levels, rle_run, Chunk, Zstd,
 };
 use crate::schema::{col, MemAccess, Table};
 
@@ -354,17 +351,7 @@ fn compress(level: i32, page: &RawPage) -> Result<Vec<u8>> {
 
 impl<W: Write + Send> MemFileWriter<W> {
     pub fn new(sink: W, zstd_level: i32) -> Result<Self> {
-        let arrow_schema = Table::Mem.schema();
-        let schema: SchemaDescriptor = ArrowSchemaConverter::new().convert(&arrow_schema)?;
-        let level = ZstdLevel::try_new(zstd_level)?;
-        let mut props = WriterProperties::builder()
-            .set_writer_version(WriterVersion::PARQUET_2_0)
-            .set_compression(Compression::ZSTD(level))
-            .set_created_by(concat!("qtrace ", env!("CARGO_PKG_VERSION")).to_string())
-            .build();
-        // Readers that honour it (pyarrow, arrow-rs) then give back the
-        // unsigned types of the schema.
-        add_encoded_arrow_schema_to_metadata(&arrow_schema, &mut props);
+        let (schema, props) = file_setup(Table::Mem, zstd_level)?;
         let c = |name| column(&schema, name);
         let columns = Columns {
             order: schema
@@ -385,7 +372,7 @@ impl<W: Write + Send> MemFileWriter<W> {
             big_endian: c(col::BIG_ENDIAN)?,
             inexact: c(col::INEXACT)?,
         };
-        let inner = SerializedFileWriter::new(sink, schema.root_schema_ptr(), Arc::new(props))?;
+        let inner = SerializedFileWriter::new(sink, schema.root_schema_ptr(), props)?;
         Ok(MemFileWriter {
             inner,
             columns,

@@ -9,15 +9,21 @@
 //!
 //! Nothing here may panic on any input; errors are returned.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
+use parquet::arrow::{add_encoded_arrow_schema_to_metadata, ArrowSchemaConverter};
 use parquet::basic::{Compression, Encoding, PageType, ZstdLevel};
 use parquet::column::page::{CompressedPage, Page, PageWriter};
 use parquet::column::writer::ColumnCloseResult;
 use parquet::errors::{ParquetError, Result};
 use parquet::file::metadata::ColumnChunkMetaData;
+use parquet::file::properties::{WriterProperties, WriterVersion};
 use parquet::file::statistics::Statistics;
 use parquet::file::writer::{SerializedPageWriter, TrackedWrite};
 use parquet::schema::types::{ColumnDescPtr, SchemaDescriptor};
+
+use crate::schema::Table;
 
 /// DELTA_BINARY_PACKED block layout of the arithmetic pages: 32768 values
 /// in 4 miniblocks (the format asks for a multiple of 128 and of 4 × 32).
@@ -30,6 +36,26 @@ const ARITH_MINIBLOCKS: usize = 4;
 /// miniblocks of 32, each with its own bit width.
 const DELTA_BLOCK: usize = 128;
 const DELTA_MINIBLOCK: usize = 32;
+
+/// The Parquet schema of a hand-encoded `table`, and the properties of its
+/// files: format v2, zstd at `zstd_level`, and the Arrow schema embedded so
+/// that readers that honour it (pyarrow, arrow-rs) give back its unsigned
+/// types.
+pub(crate) fn file_setup(
+    table: Table,
+    zstd_level: i32,
+) -> Result<(SchemaDescriptor, Arc<WriterProperties>)> {
+    let arrow_schema = table.schema();
+    let schema = ArrowSchemaConverter::new().convert(&arrow_schema)?;
+    let level = ZstdLevel::try_new(zstd_level)?;
+    let mut props = WriterProperties::builder()
+        .set_writer_version(WriterVersion::PARQUET_2_0)
+        .set_compression(Compression::ZSTD(level))
+        .set_created_by(concat!("qtrace ", env!("CARGO_PKG_VERSION")).to_string())
+        .build();
+    add_encoded_arrow_schema_to_metadata(&arrow_schema, &mut props);
+    Ok((schema, Arc::new(props)))
+}
 
 pub(crate) fn column(schema: &SchemaDescriptor, name: &str) -> Result<ColumnDescPtr> {
     schema

@@ -285,6 +285,20 @@ impl Lane {
         self.next_seq + blocks as u64
     }
 
+    /// Hands a full buffer over, or at the vCPU's first event starts its
+    /// first one (and notes its thread).
+    fn make_room(&mut self, vcpu: u32) {
+        let Some(state) = STATE.get() else { return };
+        if self.buf.is_some() {
+            self.flush(state);
+        } else {
+            self.vcpu = vcpu;
+            self.tid = current_tid();
+            self.thread_first_seq = self.next_seq;
+            self.start(state.sink.empty_buffer());
+        }
+    }
+
     /// Makes `buf` the buffer to fill.
     fn start(&mut self, mut buf: Vec<u32>) {
         buf.clear();
@@ -716,17 +730,7 @@ impl Plugin for Recorder {
 #[cold]
 #[inline(never)]
 fn lane_slow(lane: &mut Lane, vcpu: u32, id: u32) {
-    ffi::guard("block execution", || {
-        let Some(state) = STATE.get() else { return };
-        if lane.buf.is_some() {
-            lane.flush(state);
-        } else {
-            lane.vcpu = vcpu;
-            lane.tid = current_tid();
-            lane.thread_first_seq = lane.next_seq;
-            lane.start(state.sink.empty_buffer());
-        }
-    });
+    ffi::guard("block execution", || lane.make_room(vcpu));
     if lane.cursor < lane.end {
         // SAFETY: as in `Lane::push`.
         unsafe {
@@ -743,17 +747,7 @@ fn lane_slow(lane: &mut Lane, vcpu: u32, id: u32) {
 #[cold]
 #[inline(never)]
 fn mem_slow(lane: &mut Lane, vcpu: u32) {
-    ffi::guard("memory access", || {
-        let Some(state) = STATE.get() else { return };
-        if lane.buf.is_some() {
-            lane.flush(state);
-        } else {
-            lane.vcpu = vcpu;
-            lane.tid = current_tid();
-            lane.thread_first_seq = lane.next_seq;
-            lane.start(state.sink.empty_buffer());
-        }
-    })
+    ffi::guard("memory access", || lane.make_room(vcpu))
 }
 
 /// Distinct meminfo values whose decoding (`stream::decode`) was checked
