@@ -18,7 +18,6 @@ mod common;
 mod e2e_support;
 
 use std::path::Path;
-use std::process::Command;
 
 use e2e_support::*;
 
@@ -67,19 +66,7 @@ def known(c, want):
 /// returns stdout.
 fn check_with(t: &Path, cols: &[&str], then: &str) -> String {
     let script = format!("{RECONSTRUCT}\n{then}");
-    let out = Command::new(e2e_support::python())
-        .arg("-c")
-        .arg(script)
-        .arg(t)
-        .arg(cols.join(","))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    run_python_with(&script, t, &[&cols.join(",")])
 }
 
 /// The sum of the "checked N" lines of `text`.

@@ -243,10 +243,16 @@ pub fn python() -> PathBuf {
 
 /// Runs a Python script with the trace path as its argument; returns stdout.
 pub fn run_python(script: &str, trace: &Path) -> String {
+    run_python_with(script, trace, &[])
+}
+
+/// The same, with more arguments after the trace (`sys.argv[2:]`).
+pub fn run_python_with(script: &str, trace: &Path, args: &[&str]) -> String {
     let out = Command::new(python())
         .arg("-c")
         .arg(script)
         .arg(trace)
+        .args(args)
         .output()
         .unwrap();
     assert!(
