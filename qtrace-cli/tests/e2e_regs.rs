@@ -94,16 +94,9 @@ fn no_bad_lines(what: &str, text: &str) {
 
 /// Per vCPU (block_events, syscalls, regs_rows) from the manifest.
 fn vcpu_rows(trace: &Path) -> Vec<(u64, u64, u64)> {
-    let m = manifest(trace);
-    assert_eq!(m["complete"], true, "{m}");
-    m["vcpus"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| {
-            let n = |k: &str| v[k].as_u64().unwrap();
-            (n("block_events"), n("syscalls"), n("regs_rows"))
-        })
+    vcpu_fields(trace, &["block_events", "syscalls", "regs_rows"])
+        .into_iter()
+        .map(|f| (f[0], f[1], f[2]))
         .collect()
 }
 

@@ -382,7 +382,7 @@ struct Run {
     insns_from: Option<&'static str>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, Default)]
 struct Summary {
     config: &'static str,
     runs: usize,
@@ -847,15 +847,7 @@ fn summarise(configs: &[Config], runs: &[Run]) -> Result<Vec<Summary>> {
             ratio_to_plain: median(&wall) / plain_wall,
             rss_median_kib: rss_median,
             rss_over_plain_kib: rss_median - plain_rss,
-            trace_bytes_median: None,
-            block_events_median: None,
-            bytes_per_block_event_median: None,
-            insns_median: None,
-            bytes_per_insn_median: None,
-            syscalls_median: None,
-            mem_accesses_median: None,
-            mem_bytes_per_access_median: None,
-            trace_bytes_per_access_median: None,
+            ..Default::default()
         };
         match c.output {
             Output::None => {}
@@ -1158,15 +1150,8 @@ mod tests {
             ratio_to_plain: ratio,
             rss_median_kib: 0.0,
             rss_over_plain_kib: 0.0,
-            trace_bytes_median: None,
-            block_events_median: None,
-            bytes_per_block_event_median: None,
-            insns_median: None,
-            bytes_per_insn_median: None,
-            syscalls_median: None,
-            mem_accesses_median: None,
             mem_bytes_per_access_median: per_access,
-            trace_bytes_per_access_median: None,
+            ..Default::default()
         };
         let t = targets(&[
             summary(BASELINE, 1.0, None),

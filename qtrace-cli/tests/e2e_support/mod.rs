@@ -132,16 +132,22 @@ pub fn manifest(trace: &Path) -> Value {
 
 /// Per vCPU (blocks, insns, block_events) from the manifest.
 pub fn manifest_totals(trace: &Path) -> BTreeMap<u64, (u64, u64, u64)> {
+    vcpu_fields(trace, &["vcpu", "blocks", "insns", "block_events"])
+        .into_iter()
+        .map(|f| (f[0], (f[1], f[2], f[3])))
+        .collect()
+}
+
+/// These fields of each of the manifest's `vcpus`, in order; the trace
+/// must be complete.
+pub fn vcpu_fields(trace: &Path, keys: &[&str]) -> Vec<Vec<u64>> {
     let m = manifest(trace);
     assert_eq!(m["complete"], true, "trace incomplete: {m}");
     m["vcpus"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|v| {
-            let n = |k: &str| v[k].as_u64().unwrap();
-            (n("vcpu"), (n("blocks"), n("insns"), n("block_events")))
-        })
+        .map(|v| keys.iter().map(|k| v[*k].as_u64().unwrap()).collect())
         .collect()
 }
 
