@@ -1,5 +1,7 @@
 //! `manifest.json`: what a trace holds and how the run ended. Written when
-//! recording starts (`complete: false`) and again, atomically, at the end.
+//! recording starts (`complete: false`, no `end`), rewritten atomically as
+//! parts are sealed (each listed with its rows, sequence numbers and
+//! checksum), and a last time when the run ends.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -53,6 +55,88 @@ pub struct Manifest {
     /// its schema is `schema::regs_schema(&regs)`. Empty until the end, and
     /// without `regs`.
     pub regs: Vec<RegSpec>,
+    /// The guest process recorded (in linux-user, QEMU's process id).
+    pub pid: u32,
+    /// For a trace of a forked child: the process it was forked from.
+    pub parent_pid: Option<u32>,
+    /// How the run ended; null while it runs and when it never finished
+    /// (QEMU killed by SIGKILL, or the machine stopped).
+    pub end: Option<RunEnd>,
+    /// Last time the manifest was rewritten (RFC 3339, UTC).
+    pub updated_at: Option<String>,
+    /// Every sealed part file, in the order they were sealed. A part on
+    /// disk that is not listed was sealed after the last rewrite.
+    pub parts: Vec<PartEntry>,
+    /// Rows dropped by `backpressure=drop` when the writers fell behind.
+    pub dropped: Vec<Dropped>,
+    /// Forked children: each records into `processes/pid=N/`, a trace of its own.
+    pub children: Vec<ChildProcess>,
+    /// What went wrong while recording (write errors, lost events), one line each.
+    pub errors: Vec<String>,
+}
+
+/// One sealed part file, as it was written.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PartEntry {
+    /// The file, relative to the trace's root, `/`-separated.
+    pub path: String,
+    pub table: String,
+    /// The vCPU partition, for per-vCPU tables.
+    pub vcpu: Option<u32>,
+    /// The part's index in its partition (`part-000003.parquet` is 3).
+    pub index: u32,
+    pub rows: u64,
+    /// `seq` of the part's first and last rows, for tables that have one.
+    pub first_seq: Option<u64>,
+    pub last_seq: Option<u64>,
+    /// Size of the file.
+    pub bytes: u64,
+    /// XXH3-64 of the file's bytes, 16 hex digits.
+    pub xxh3: String,
+}
+
+/// How a run ended.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RunEnd {
+    /// `exit` (exit or exit_group), `signal` (killed by a signal it did not
+    /// handle), `crash` (a fault: SIGSEGV, SIGBUS, SIGILL, SIGFPE, abort),
+    /// `exec` (replaced by execve).
+    pub how: String,
+    /// The exit status, for `exit`.
+    pub exit_code: Option<i32>,
+    /// The signal, for `signal` and `crash`, where known.
+    pub signal: Option<i32>,
+    /// Its name (`SIGINT`).
+    pub signal_name: Option<String>,
+    /// The guest thread that ended the run, where known.
+    pub tid: Option<u32>,
+}
+
+/// Rows of one table and vCPU dropped because the writers were behind.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Dropped {
+    pub table: String,
+    pub vcpu: u32,
+    pub rows: u64,
+    /// Each dropped run of `seq`: `[first_seq, rows]`.
+    pub ranges: Vec<(u64, u64)>,
+}
+
+/// A child process forked by the guest.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ChildProcess {
+    pub pid: u32,
+    /// Its trace, relative to this trace's root.
+    pub path: String,
+    /// The vCPU and thread that forked it, and `seq` in `blocks` of the
+    /// block that made the call.
+    pub vcpu: u32,
+    pub tid: u32,
+    pub block_seq: u64,
 }
 
 /// One recording window: what opened and closed it, and the rows of
@@ -170,8 +254,24 @@ impl Manifest {
         let tmp = root.join(format!(".{MANIFEST}.tmp"));
         let mut text = serde_json::to_vec_pretty(self).expect("manifest serialises");
         text.push(b'\n');
-        std::fs::write(&tmp, text).map_err(|e| Error::io(&tmp, e))?;
+        let written = std::fs::File::create(&tmp).and_then(|mut f| {
+            std::io::Write::write_all(&mut f, &text)?;
+            f.sync_data()
+        });
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(Error::io(&tmp, e));
+        }
         std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))
+    }
+
+    /// Lists a sealed part, replacing an earlier entry for the same file (a
+    /// small table rewritten whole).
+    pub fn add_part(&mut self, part: PartEntry) {
+        match self.parts.iter_mut().find(|p| p.path == part.path) {
+            Some(p) => *p = part,
+            None => self.parts.push(part),
+        }
     }
 }
 

@@ -5,16 +5,18 @@
 //! row limit or an age limit, which bounds what a killed recorder loses.
 
 use std::fs::File;
-use std::io::BufWriter;
+use std::hash::Hasher as _;
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use arrow_array::RecordBatch;
+use arrow_array::{Array, RecordBatch};
 use arrow_schema::SchemaRef;
 use parquet::arrow::ArrowWriter;
 
 use crate::blocks_writer::BlocksFileWriter;
 use crate::layout::{in_progress_name, part_name, partition_dir};
+use crate::manifest::PartEntry;
 use crate::mem_writer::{MemFileWriter, MemRows};
 use crate::schema::Table;
 use crate::{Error, Result};
@@ -38,28 +40,81 @@ impl Default for PartLimits {
 /// `blocks` and `mem` have their own encoders (see `blocks_writer`,
 /// `mem_writer`); the other tables go through the generic Arrow writer.
 enum Encoder {
-    Arrow(ArrowWriter<BufWriter<File>>),
-    Blocks(BlocksFileWriter<BufWriter<File>>),
-    Mem(MemFileWriter<BufWriter<File>>),
+    Arrow(ArrowWriter<BufWriter<Checksummed>>),
+    Blocks(BlocksFileWriter<BufWriter<Checksummed>>),
+    Mem(MemFileWriter<BufWriter<Checksummed>>),
 }
 
 struct OpenPart {
     encoder: Encoder,
     tmp: PathBuf,
     rows: u64,
+    /// `seq` of the first and last rows, where the table has it.
+    seqs: Option<(u64, u64)>,
     opened: Instant,
+}
+
+impl OpenPart {
+    /// Notes rows `first..first + n` appended.
+    fn appended(&mut self, first: Option<u64>, n: u64) {
+        self.rows += n;
+        if let (Some(first), true) = (first, n > 0) {
+            let last = first + n - 1;
+            self.seqs = Some(self.seqs.map_or((first, last), |(f, _)| (f, last)));
+        }
+    }
+}
+
+/// The file of a part, hashed (XXH3-64) as it is written: arrow-rs writes
+/// no page checksums, so the manifest carries one per file.
+pub struct Checksummed {
+    file: File,
+    hash: twox_hash::XxHash3_64,
+    bytes: u64,
+}
+
+impl Checksummed {
+    fn new(file: File) -> Self {
+        Checksummed {
+            file,
+            hash: twox_hash::XxHash3_64::new(),
+            bytes: 0,
+        }
+    }
+}
+
+impl Write for Checksummed {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.hash.write(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
+/// The checksum the manifest gives a file: XXH3-64 in 16 hex digits.
+pub fn file_checksum(bytes: &[u8]) -> String {
+    format!("{:016x}", twox_hash::XxHash3_64::oneshot(bytes))
 }
 
 /// Writes the parts of one partition (`blocks/vcpu=3`, or `block_dict`).
 pub struct PartWriter {
     table: Table,
+    vcpu: Option<u32>,
     dir: PathBuf,
+    /// `dir` relative to the trace's root.
+    rel_dir: String,
     zstd_level: i32,
     limits: PartLimits,
     next_index: u32,
     open: Option<OpenPart>,
     sealed_parts: u32,
     sealed_rows: u64,
+    sealed: Vec<PartEntry>,
 }
 
 impl PartWriter {
@@ -70,15 +125,24 @@ impl PartWriter {
         zstd_level: i32,
         limits: PartLimits,
     ) -> Self {
+        let dir = partition_dir(root, table, vcpu);
+        let rel_dir = dir
+            .strip_prefix(root)
+            .unwrap_or(&dir)
+            .to_string_lossy()
+            .replace('\\', "/");
         PartWriter {
             table,
-            dir: partition_dir(root, table, vcpu),
+            vcpu,
+            dir,
+            rel_dir,
             zstd_level,
             limits,
             next_index: 0,
             open: None,
             sealed_parts: 0,
             sealed_rows: 0,
+            sealed: Vec::new(),
         }
     }
 
@@ -91,7 +155,7 @@ impl PartWriter {
             Encoder::Arrow(w) => w.write(batch).map_err(|e| Error::parquet(&open.tmp, e))?,
             Encoder::Blocks(_) | Encoder::Mem(_) => return Err(wrong_encoder()),
         }
-        open.rows += batch.num_rows() as u64;
+        open.appended(first_seq(batch), batch.num_rows() as u64);
         Ok(())
     }
 
@@ -105,7 +169,7 @@ impl PartWriter {
                 .map_err(|e| Error::parquet(&open.tmp, e))?,
             Encoder::Arrow(_) | Encoder::Mem(_) => return Err(wrong_encoder()),
         }
-        open.rows += ids.len() as u64;
+        open.appended(Some(first_seq), ids.len() as u64);
         Ok(())
     }
 
@@ -119,7 +183,7 @@ impl PartWriter {
                 .map_err(|e| Error::parquet(&open.tmp, e))?,
             Encoder::Arrow(_) | Encoder::Blocks(_) => return Err(wrong_encoder()),
         }
-        open.rows += rows.len() as u64;
+        open.appended(Some(rows.first_seq), rows.len() as u64);
         Ok(())
     }
 
@@ -143,7 +207,8 @@ impl PartWriter {
         }
     }
 
-    /// Completes the open part, if any, and gives it its visible name.
+    /// Completes the open part, if any, and gives it its visible name. What
+    /// the manifest is to say of it waits in [`PartWriter::take_sealed`].
     pub fn seal(&mut self) -> Result<()> {
         let Some(open) = self.open.take() else {
             return Ok(());
@@ -157,14 +222,47 @@ impl PartWriter {
         let file = file
             .into_inner()
             .map_err(|e| Error::io(&open.tmp, e.into_error()))?;
-        file.sync_data().map_err(|e| Error::io(&open.tmp, e))?;
-        drop(file);
+        file.file.sync_data().map_err(|e| Error::io(&open.tmp, e))?;
         let index = self.next_index - 1;
+        let entry = PartEntry {
+            path: format!("{}/{}", self.rel_dir, part_name(index)),
+            table: self.table.name().to_string(),
+            vcpu: self.vcpu,
+            index,
+            rows: open.rows,
+            first_seq: open.seqs.map(|s| s.0),
+            last_seq: open.seqs.map(|s| s.1),
+            bytes: file.bytes,
+            xxh3: format!("{:016x}", file.hash.finish()),
+        };
+        drop(file);
         let path = self.dir.join(part_name(index));
         std::fs::rename(&open.tmp, &path).map_err(|e| Error::io(&path, e))?;
         self.sealed_parts += 1;
         self.sealed_rows += open.rows;
+        self.sealed.push(entry);
         Ok(())
+    }
+
+    /// The parts sealed since the last call, for the manifest.
+    pub fn take_sealed(&mut self) -> Vec<PartEntry> {
+        std::mem::take(&mut self.sealed)
+    }
+
+    /// Gives up the open part (after a write error): its hidden file is
+    /// removed, its rows are not counted as sealed.
+    pub fn abandon(&mut self) -> u64 {
+        let Some(open) = self.open.take() else {
+            return 0;
+        };
+        drop(open.encoder);
+        let _ = std::fs::remove_file(&open.tmp);
+        open.rows
+    }
+
+    /// Rows in the open part, not yet sealed.
+    pub fn open_rows(&self) -> u64 {
+        self.open.as_ref().map_or(0, |o| o.rows)
     }
 
     /// Parts sealed so far.
@@ -183,7 +281,7 @@ impl PartWriter {
         self.next_index += 1;
         let tmp = self.dir.join(in_progress_name(index));
         let file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-        let sink = BufWriter::with_capacity(1 << 20, file);
+        let sink = BufWriter::with_capacity(1 << 20, Checksummed::new(file));
         let encoder = match self.table {
             Table::Blocks => BlocksFileWriter::new(sink, self.zstd_level).map(Encoder::Blocks),
             Table::Mem => MemFileWriter::new(sink, self.zstd_level).map(Encoder::Mem),
@@ -199,6 +297,7 @@ impl PartWriter {
             encoder,
             tmp,
             rows: 0,
+            seqs: None,
             opened: Instant::now(),
         })
     }
@@ -212,9 +311,26 @@ fn wrong_encoder() -> Error {
     )
 }
 
-/// Writes a whole small table (one part) in one go.
-pub fn write_table(root: &Path, table: Table, batch: &RecordBatch, zstd_level: i32) -> Result<()> {
+/// `seq` of a batch's first row, if it has a `seq` column.
+fn first_seq(batch: &RecordBatch) -> Option<u64> {
+    let seq = batch.column_by_name(crate::schema::col::SEQ)?;
+    let seq = seq.as_any().downcast_ref::<arrow_array::UInt64Array>()?;
+    (!seq.is_empty() && seq.null_count() == 0).then(|| seq.value(0))
+}
+
+/// Writes a whole small table as part `index` in one go, replacing the file
+/// of that name if there is one (atomically: a reader sees the old or the
+/// new file).
+pub fn write_table(
+    root: &Path,
+    table: Table,
+    index: u32,
+    batch: &RecordBatch,
+    zstd_level: i32,
+) -> Result<PartEntry> {
     let mut w = PartWriter::new(root, table, None, zstd_level, PartLimits::default());
+    w.next_index = index;
     w.write(batch)?;
-    w.seal()
+    w.seal()?;
+    Ok(w.take_sealed().pop().expect("a part was sealed"))
 }

@@ -46,7 +46,7 @@ fn modules() -> Vec<Module> {
 
 fn sample_with_modules() -> Sample {
     let t = Sample::new(Spec::default());
-    write_table(&t.root, Table::Modules, &modules_batch(&modules()), 1).unwrap();
+    write_table(&t.root, Table::Modules, 0, &modules_batch(&modules()), 1).unwrap();
     t
 }
 

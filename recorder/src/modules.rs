@@ -252,7 +252,9 @@ impl Modules {
         }
         let rows: Vec<Module> = t.modules.iter().map(|m| m.row.clone()).collect();
         drop(t);
-        write_table(root, Table::Modules, &modules_batch(&rows), zstd).map_err(|e| e.to_string())
+        write_table(root, Table::Modules, 0, &modules_batch(&rows), zstd)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     }
 }
 

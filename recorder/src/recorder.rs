@@ -958,12 +958,13 @@ fn finish(state: &State) -> Result<(), String> {
 
     let zstd = state.opts.zstd;
     let mut errors = report.errors;
-    if let Err(e) = write_table(&state.root, Table::BlockDict, &dict.finish(), zstd) {
+    if let Err(e) = write_table(&state.root, Table::BlockDict, 0, &dict.finish(), zstd) {
         errors.push(e.to_string());
     }
     if let Err(e) = write_table(
         &state.root,
         Table::BlockCounts,
+        0,
         &block_counts_batch(&counts),
         zstd,
     ) {

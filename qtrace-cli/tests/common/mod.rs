@@ -155,7 +155,7 @@ fn write_trace(root: &Path, spec: Spec) {
             insns,
         });
     }
-    write_table(root, Table::BlockDict, &dict.finish(), 1).unwrap();
+    write_table(root, Table::BlockDict, 0, &dict.finish(), 1).unwrap();
 
     let mut manifest = Manifest::new();
     manifest.target = "x86_64".into();
@@ -216,7 +216,7 @@ fn write_trace(root: &Path, spec: Spec) {
         }
     }
     if spec.counts {
-        write_table(root, Table::BlockCounts, &block_counts_batch(&counts), 1).unwrap();
+        write_table(root, Table::BlockCounts, 0, &block_counts_batch(&counts), 1).unwrap();
     }
     if spec.complete {
         manifest.complete = true;
