@@ -17,7 +17,7 @@
 
 use std::sync::atomic::{AtomicI32, AtomicU32, AtomicUsize, Ordering};
 
-use qtrace_format::manifest::RunEnd;
+use qtrace_format::manifest::{signal_name, RunEnd};
 
 /// The signals whose default action terminates the process without a core
 /// dump (real-time signals aside: QEMU remaps those).
@@ -198,37 +198,6 @@ pub fn signal_end(sig: i32, tid: Option<u32>) -> RunEnd {
         tid,
         ..Default::default()
     }
-}
-
-/// `SIGINT` for 2 (Linux numbering, as on x86_64, aarch64 and riscv64 hosts).
-pub fn signal_name(sig: i32) -> Option<String> {
-    let name = match sig {
-        1 => "HUP",
-        2 => "INT",
-        3 => "QUIT",
-        4 => "ILL",
-        5 => "TRAP",
-        6 => "ABRT",
-        7 => "BUS",
-        8 => "FPE",
-        9 => "KILL",
-        10 => "USR1",
-        11 => "SEGV",
-        12 => "USR2",
-        13 => "PIPE",
-        14 => "ALRM",
-        15 => "TERM",
-        16 => "STKFLT",
-        24 => "XCPU",
-        25 => "XFSZ",
-        26 => "VTALRM",
-        27 => "PROF",
-        29 => "IO",
-        30 => "PWR",
-        31 => "SYS",
-        _ => return None,
-    };
-    Some(format!("SIG{name}"))
 }
 
 #[cfg(test)]
