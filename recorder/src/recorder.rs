@@ -256,10 +256,11 @@ impl Lane {
     /// A forked child: what the parent recorded is the parent's to write.
     /// The lane of the thread that forked starts again from `seq` 0; the
     /// others' threads did not survive the fork.
-    fn forget(&mut self, forked_here: bool) {
+    fn forget(&mut self, vcpu: u32, forked_here: bool) {
         let buf = self.buf.take();
         *self = Lane::EMPTY;
         if let (true, Some(buf)) = (forked_here, buf) {
+            self.vcpu = vcpu;
             self.tid = current_tid();
             self.start(buf);
         }
@@ -1265,7 +1266,7 @@ fn after_fork_call(state: &State, vcpu: u32, ret: i64) {
 /// `processes/pid=N/` of the trace, with writers of its own.
 fn start_child(state: &State, parent: &Session, vcpu: u32) {
     let pid = std::process::id();
-    LANES.for_each_at_exit(|v, lane| lane.forget(v == vcpu));
+    LANES.for_each_at_exit(|v, lane| lane.forget(v, v == vcpu));
     SYSCALL_LANES.for_each_at_exit(|_, slot| {
         if let Some(lane) = slot {
             lane.forget();
