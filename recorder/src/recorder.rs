@@ -1216,7 +1216,6 @@ static FORKING: [AtomicBool; 64] = [const { AtomicBool::new(false) }; 64];
 
 /// At a fork-like call: notes whether it makes a process.
 fn note_fork(vcpu: u32, name: &str, args: &[u64; 8]) {
-    const CLONE_VM: u64 = 0x100;
     const CLONE_THREAD: u64 = 0x10000;
     let process = match name {
         "fork" | "vfork" => true,
@@ -1225,7 +1224,7 @@ fn note_fork(vcpu: u32, name: &str, args: &[u64; 8]) {
         "clone3" => GuestReader::new()
             .read_memory(args[0], 8)
             .and_then(|b| b.try_into().ok())
-            .is_some_and(|b: [u8; 8]| u64::from_le_bytes(b) & (CLONE_THREAD | CLONE_VM) == 0),
+            .is_some_and(|b: [u8; 8]| u64::from_le_bytes(b) & CLONE_THREAD == 0),
         _ => return,
     };
     if let Some(f) = FORKING.get(vcpu as usize) {
