@@ -9,6 +9,7 @@
 //! state shared between vCPUs and allocate nothing but a new buffer when one
 //! is full.
 
+use crate::lock;
 use std::any::Any;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
@@ -1376,10 +1377,6 @@ fn flush_if_old(state: &State, vcpu: u32) {
             lane.flush(state);
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn absolute(p: &Path) -> PathBuf {
