@@ -116,6 +116,7 @@ pub struct PartWriter {
     sealed_rows: u64,
     sealed: Vec<PartEntry>,
     last_sealed: Option<PartEntry>,
+    lost_rows: u64,
 }
 
 impl PartWriter {
@@ -145,6 +146,7 @@ impl PartWriter {
             sealed_rows: 0,
             sealed: Vec::new(),
             last_sealed: None,
+            lost_rows: 0,
         }
     }
 
@@ -215,6 +217,17 @@ impl PartWriter {
         let Some(open) = self.open.take() else {
             return Ok(());
         };
+        let tmp = open.tmp.clone();
+        let rows = open.rows;
+        self.finish_part(open).inspect_err(|_| {
+            // The part cannot be completed: its rows are lost, and its
+            // space is given back (on a full disk, it is what is needed).
+            let _ = std::fs::remove_file(&tmp);
+            self.lost_rows += rows;
+        })
+    }
+
+    fn finish_part(&mut self, open: OpenPart) -> Result<()> {
         let file = match open.encoder {
             Encoder::Arrow(w) => w.into_inner(),
             Encoder::Blocks(w) => w.finish(),
@@ -247,6 +260,21 @@ impl PartWriter {
         Ok(())
     }
 
+    /// Gives up the open part (its writing failed): its hidden file is
+    /// removed, its rows count as lost.
+    pub fn discard(&mut self) {
+        if let Some(open) = self.open.take() {
+            self.lost_rows += open.rows;
+            drop(open.encoder);
+            let _ = std::fs::remove_file(&open.tmp);
+        }
+    }
+
+    /// Rows of parts that could not be sealed.
+    pub fn lost_rows(&self) -> u64 {
+        self.lost_rows
+    }
+
     /// Removes the part sealed last, if no part was begun after it; its
     /// path relative to the root, for the manifest.
     pub fn unseal_last(&mut self) -> Option<String> {
@@ -265,22 +293,6 @@ impl PartWriter {
     /// The parts sealed since the last call, for the manifest.
     pub fn take_sealed(&mut self) -> Vec<PartEntry> {
         std::mem::take(&mut self.sealed)
-    }
-
-    /// Gives up the open part (after a write error): its hidden file is
-    /// removed, its rows are not counted as sealed.
-    pub fn abandon(&mut self) -> u64 {
-        let Some(open) = self.open.take() else {
-            return 0;
-        };
-        drop(open.encoder);
-        let _ = std::fs::remove_file(&open.tmp);
-        open.rows
-    }
-
-    /// Rows in the open part, not yet sealed.
-    pub fn open_rows(&self) -> u64 {
-        self.open.as_ref().map_or(0, |o| o.rows)
     }
 
     /// Parts sealed so far.

@@ -432,6 +432,10 @@ impl Writer {
     fn result(&mut self, table: Table, vcpu: u32, rows: usize, r: qtrace_format::Result<()>) {
         if let Err(e) = r {
             *self.report.lost.entry((table, vcpu)).or_default() += rows as u64;
+            // A part whose write failed half-way is not to be sealed.
+            if let Some(part) = self.parts.get_mut(&(table, vcpu)) {
+                part.discard();
+            }
             self.fail(e.to_string());
         }
     }
@@ -590,12 +594,12 @@ impl Writer {
         self.stopped.store(true, Ordering::Relaxed);
         crate::session::release_reserve(&self.cfg.root);
         warn!("qtrace: writing the trace failed, recording stops: {error}");
-        let mut lost = 0;
+        // What fails here is removed (see `PartWriter::seal`), which gives
+        // its space back to the manifest and the rest.
         for part in self.parts.values_mut() {
-            if part.seal().is_err() {
-                lost += part.abandon();
-            }
+            let _ = part.seal();
         }
+        let lost: u64 = self.parts.values().map(PartWriter::lost_rows).sum();
         let sealed: Vec<_> = self
             .parts
             .values_mut()
