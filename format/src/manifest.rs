@@ -114,6 +114,67 @@ pub struct RunEnd {
     pub tid: Option<u32>,
 }
 
+impl RunEnd {
+    /// The end of a run killed by `signal` before the recorder could say
+    /// (SIGKILL): what `qtrace record` writes, having seen QEMU die.
+    pub fn killed(signal: i32) -> RunEnd {
+        RunEnd {
+            how: "killed".into(),
+            signal: Some(signal),
+            signal_name: signal_name(signal),
+            ..Default::default()
+        }
+    }
+
+    /// In words: `exited with status 0`, `killed by SIGINT`, ...
+    pub fn describe(&self) -> String {
+        let sig = || match (&self.signal_name, self.signal) {
+            (Some(name), _) => name.clone(),
+            (None, Some(n)) => format!("signal {n}"),
+            (None, None) => "a fault".into(),
+        };
+        match self.how.as_str() {
+            "exit" => format!("exited with status {}", self.exit_code.unwrap_or(0)),
+            "signal" => format!("killed by {}", sig()),
+            "crash" => format!("crashed ({})", sig()),
+            "exec" => "replaced by execve".into(),
+            "killed" => format!("QEMU killed by {} before the recorder could finish", sig()),
+            other => other.to_string(),
+        }
+    }
+}
+
+/// `SIGINT` for 2 (Linux's numbering, that of x86_64, AArch64 and RISC-V).
+pub fn signal_name(sig: i32) -> Option<String> {
+    let name = match sig {
+        1 => "HUP",
+        2 => "INT",
+        3 => "QUIT",
+        4 => "ILL",
+        5 => "TRAP",
+        6 => "ABRT",
+        7 => "BUS",
+        8 => "FPE",
+        9 => "KILL",
+        10 => "USR1",
+        11 => "SEGV",
+        12 => "USR2",
+        13 => "PIPE",
+        14 => "ALRM",
+        15 => "TERM",
+        16 => "STKFLT",
+        24 => "XCPU",
+        25 => "XFSZ",
+        26 => "VTALRM",
+        27 => "PROF",
+        29 => "IO",
+        30 => "PWR",
+        31 => "SYS",
+        _ => return None,
+    };
+    Some(format!("SIG{name}"))
+}
+
 /// Rows of one table and vCPU dropped because the writers were behind.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
@@ -263,6 +324,13 @@ impl Manifest {
             return Err(Error::io(&tmp, e));
         }
         std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))
+    }
+
+    /// How the run ended, in words (`never finished` while `end` is null).
+    pub fn ending(&self) -> String {
+        self.end
+            .as_ref()
+            .map_or_else(|| "never finished".to_string(), RunEnd::describe)
     }
 
     /// Lists a sealed part, replacing an earlier entry for the same file (a

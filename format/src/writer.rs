@@ -115,6 +115,7 @@ pub struct PartWriter {
     sealed_parts: u32,
     sealed_rows: u64,
     sealed: Vec<PartEntry>,
+    last_sealed: Option<PartEntry>,
 }
 
 impl PartWriter {
@@ -143,6 +144,7 @@ impl PartWriter {
             sealed_parts: 0,
             sealed_rows: 0,
             sealed: Vec::new(),
+            last_sealed: None,
         }
     }
 
@@ -240,8 +242,24 @@ impl PartWriter {
         std::fs::rename(&open.tmp, &path).map_err(|e| Error::io(&path, e))?;
         self.sealed_parts += 1;
         self.sealed_rows += open.rows;
+        self.last_sealed = Some(entry.clone());
         self.sealed.push(entry);
         Ok(())
+    }
+
+    /// Removes the part sealed last, if no part was begun after it; its
+    /// path relative to the root, for the manifest.
+    pub fn unseal_last(&mut self) -> Option<String> {
+        if self.open.is_some() {
+            return None;
+        }
+        let last = self.last_sealed.take()?;
+        std::fs::remove_file(self.dir.join(part_name(last.index))).ok()?;
+        self.sealed.retain(|p| p.path != last.path);
+        self.next_index = last.index;
+        self.sealed_parts -= 1;
+        self.sealed_rows -= last.rows;
+        Some(last.path)
     }
 
     /// The parts sealed since the last call, for the manifest.

@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicI32, Ordering};
 
 use anyhow::{bail, Context, Result};
 use qtrace_format::layout::MANIFEST;
+use qtrace_format::manifest::{signal_name, RunEnd};
 use qtrace_format::{Manifest, Table};
 
 use crate::{info, locate};
@@ -80,6 +81,9 @@ pub fn run(args: Args) -> Result<u8> {
         .with_context(|| format!("waiting for {}", qemu.display()))?;
     CHILD.store(0, Ordering::SeqCst);
 
+    if let Some(signal) = status.signal() {
+        note_signal(&out, signal);
+    }
     eprintln!("qtrace: {}", summary(&args.output, &out));
     Ok(match (status.code(), status.signal()) {
         (Some(code), _) => code as u8,
@@ -157,6 +161,25 @@ fn prepare_out_dir(dir: &Path, force: bool) -> Result<PathBuf> {
     Ok(abs)
 }
 
+/// QEMU died of `signal`: where the recorder could not say so (SIGKILL),
+/// or could not tell which signal (a fault), the manifest is completed.
+fn note_signal(dir: &Path, signal: i32) {
+    let Ok(mut m) = Manifest::read(dir) else {
+        return;
+    };
+    match &mut m.end {
+        None => m.end = Some(RunEnd::killed(signal)),
+        Some(end) if end.how == "crash" && end.signal.is_none() => {
+            end.signal = Some(signal);
+            end.signal_name = signal_name(signal);
+        }
+        Some(_) => return,
+    }
+    if let Err(e) = m.write(dir) {
+        eprintln!("qtrace: {e}");
+    }
+}
+
 /// One line on what the run left, from the manifest the recorder wrote.
 fn summary(shown: &Path, dir: &Path) -> String {
     match Manifest::read(dir) {
@@ -169,15 +192,22 @@ fn summary(shown: &Path, dir: &Path) -> String {
                     events = stats.rows;
                 }
             }
-            let state = if m.complete {
-                "complete"
-            } else {
-                "incomplete: recording did not finish"
+            let state = match (m.complete, &m.end) {
+                (true, _) => "complete".to_string(),
+                (false, None) => "incomplete: recording did not finish".to_string(),
+                (false, Some(end)) if end.how == "killed" => {
+                    "incomplete: recording did not finish".to_string()
+                }
+                (false, Some(_)) => match m.errors.first() {
+                    Some(e) => format!("incomplete: {e}"),
+                    None => "incomplete".to_string(),
+                },
             };
             format!(
-                "trace in {} ({events} block events, {} distinct blocks, {state})",
+                "trace in {} ({events} block events, {} distinct blocks, {state}; {})",
                 shown.display(),
-                m.distinct_blocks
+                m.distinct_blocks,
+                m.ending()
             )
         }
         Err(qtrace_format::Error::Io { error, .. })

@@ -94,8 +94,9 @@ fn refused(cmd: assert_cmd::Command, needle: &str) -> String {
 fn summary_line(shown: &str, m: &Manifest) -> String {
     let events: u64 = m.vcpus.iter().map(|v| v.block_events).sum();
     format!(
-        "qtrace: trace in {shown} ({events} block events, {} distinct blocks, complete)\n",
-        m.distinct_blocks
+        "qtrace: trace in {shown} ({events} block events, {} distinct blocks, complete; {})\n",
+        m.distinct_blocks,
+        m.ending()
     )
 }
 
@@ -203,13 +204,7 @@ fn the_summary_counts_what_the_recorder_wrote() {
     assert!(m.vcpus.len() > 1, "{:?}", m.vcpus);
     let events: u64 = m.vcpus.iter().map(|v| v.block_events).sum();
     assert!(events > 0 && m.distinct_blocks > 0);
-    assert_eq!(
-        out.stderr,
-        format!(
-            "qtrace: trace in run.parquet ({events} block events, {} distinct blocks, complete)\n",
-            m.distinct_blocks
-        )
-    );
+    assert_eq!(out.stderr, summary_line("run.parquet", &m));
 }
 
 #[test]

@@ -10,6 +10,10 @@
 //!   translation too (function entries from `qtrace_format::elf`);
 //! - `recorder`: what each callback does (the hot path is `on_exec`);
 //! - `regs`: registers at block entry and system calls (option `regs=`);
+//! - `session`: one guest process's trace (a forked child gets its own),
+//!   its writers and its manifest (`ledger`, rewritten as parts are sealed);
+//! - `signals`: terminating signals handed to QEMU so that the trace is
+//!   sealed, and how the run ended;
 //! - `sink`: background writer threads that turn buffers into Parquet parts;
 //! - `stream`: the per-vCPU event stream of block ids and memory accesses;
 //! - `syscall_names`: syscall numbers to names per guest architecture (generated).
@@ -18,21 +22,27 @@
 //! messages go through [`warn!`], which cannot panic (`eprintln!` panics
 //! when stderr fails, and QEMU shares the guest's file descriptors).
 
-/// Prints a line on stderr, ignoring any error.
+/// Prints a line on stderr, ignoring any error, and appends it to the
+/// trace's `recorder.log` (the guest may have closed stderr).
 macro_rules! warn {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
-        let _ = writeln!(std::io::stderr(), $($arg)*);
+        let line = format!($($arg)*);
+        let _ = writeln!(std::io::stderr(), "{line}");
+        $crate::session::log(&line);
     }};
 }
 
 mod disas;
 pub mod ffi;
 mod filter;
+mod ledger;
 mod modules;
 mod options;
 mod recorder;
 mod regs;
+mod session;
+mod signals;
 mod sink;
 mod stream;
 mod syscall_names;

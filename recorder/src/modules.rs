@@ -38,6 +38,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use qtrace_format::elf::{ElfInfo, PROT_EXEC};
+use qtrace_format::manifest::PartEntry;
 use qtrace_format::schema::{modules_batch, Module, ModuleKind, Segment, TracePoint};
 use qtrace_format::writer::write_table;
 use qtrace_format::Table;
@@ -241,10 +242,16 @@ impl Modules {
         }
     }
 
-    /// Writes the `modules` table (nothing with `modules=off`).
-    pub fn write(&self, root: &Path, zstd: i32) -> Result<(), String> {
+    /// Holds the tracker's lock (across a fork: see `recorder::before_fork`).
+    pub fn hold(&'static self) -> Box<dyn std::any::Any> {
+        Box::new(lock(&self.tracker))
+    }
+
+    /// Writes the `modules` table (nothing with `modules=off`), replacing
+    /// the one written before if any; what the manifest says of it.
+    pub fn write(&self, root: &Path, zstd: i32) -> Result<Option<PartEntry>, String> {
         if !self.enabled {
-            return Ok(());
+            return Ok(None);
         }
         let t = lock(&self.tracker);
         for w in &t.warnings {
@@ -253,7 +260,7 @@ impl Modules {
         let rows: Vec<Module> = t.modules.iter().map(|m| m.row.clone()).collect();
         drop(t);
         write_table(root, Table::Modules, 0, &modules_batch(&rows), zstd)
-            .map(|_| ())
+            .map(Some)
             .map_err(|e| e.to_string())
     }
 }

@@ -16,7 +16,9 @@ options: out=DIR (required: the trace directory, created; must not exist or be e
          writers=1..16 (background writer threads, default 1)
          buffer=N (32-bit words per vCPU buffer, 1024..16777216, default 262144,
                    or 1048576 with mem=: a block takes 1 word, an access 3 to 7)
-         queue=N (full buffers waiting per writer before vCPUs wait, 1..1024, default 8)
+         max_memory=N[K|M|G] (bytes a vCPU may have handed to the writers and not yet written, default 64M)
+         backpressure=wait|drop (when the writers fall behind: vCPUs wait (default, nothing lost),
+                   or whole buffers are dropped and counted in the manifest)
          part_secs=S (seal a part file after S seconds, 0.05..3600, default 1)
          part_rows=N (seal a part file after N rows, default 67108864)
          disas=on|off (record disassembly and symbols of blocks, default on)
@@ -74,7 +76,10 @@ pub struct Options {
     pub zstd: i32,
     pub writers: usize,
     pub buffer: usize,
-    pub queue: usize,
+    /// Bytes per vCPU handed over and not yet written.
+    pub max_memory: u64,
+    /// Drop buffers rather than wait when the writers fall behind.
+    pub drop: bool,
     pub part_age: Duration,
     pub part_rows: u64,
     pub disas: bool,
@@ -108,7 +113,8 @@ impl Options {
             zstd: 1,
             writers: 1,
             buffer: 1 << 18,
-            queue: 8,
+            max_memory: 64 << 20,
+            drop: false,
             part_age: Duration::from_secs(1),
             part_rows: 64 << 20,
             disas: true,
@@ -138,7 +144,14 @@ impl Options {
                 "zstd" => o.zstd = int(key, value, 1, 22)? as i32,
                 "writers" => o.writers = int(key, value, 1, 16)? as usize,
                 "buffer" => o.buffer = int(key, value, 1024, 1 << 24)? as usize,
-                "queue" => o.queue = int(key, value, 1, 1024)? as usize,
+                "max_memory" => o.max_memory = bytes(key, value, 1 << 20, 1 << 40)?,
+                "backpressure" => {
+                    o.drop = match value {
+                        "wait" => false,
+                        "drop" => true,
+                        _ => return Err(format!("backpressure={value}: expected wait or drop")),
+                    }
+                }
                 "part_rows" => o.part_rows = int(key, value, 1024, u32::MAX as u64)?,
                 "part_secs" => {
                     let secs: f64 = value
@@ -244,6 +257,25 @@ impl Options {
     }
 }
 
+/// A size in bytes, with an optional K, M or G suffix (powers of 1024).
+fn bytes(key: &str, value: &str, min: u64, max: u64) -> Result<u64, String> {
+    let (digits, shift) = match value.as_bytes().last() {
+        Some(b'K' | b'k') => (&value[..value.len() - 1], 10),
+        Some(b'M' | b'm') => (&value[..value.len() - 1], 20),
+        Some(b'G' | b'g') => (&value[..value.len() - 1], 30),
+        _ => (value, 0),
+    };
+    let n = digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(1 << shift))
+        .ok_or_else(|| format!("{key}={value}: expected a size such as 64M"))?;
+    if n < min || n > max {
+        return Err(format!("{key}={value}: expected {min} to {max} bytes"));
+    }
+    Ok(n)
+}
+
 fn int(key: &str, value: &str, min: u64, max: u64) -> Result<u64, String> {
     value
         .parse::<u64>()
@@ -274,6 +306,9 @@ mod tests {
         assert!(o.modules);
         assert!(!Options::parse(&["out=x", "modules=off"]).unwrap().modules);
         assert_eq!(o.given.len(), 3);
+        assert_eq!((o.max_memory, o.drop), (64 << 20, false));
+        let o = Options::parse(&["out=x", "max_memory=16M", "backpressure=drop"]).unwrap();
+        assert_eq!((o.max_memory, o.drop), (16 << 20, true));
     }
 
     #[test]
@@ -306,6 +341,9 @@ mod tests {
             (vec!["out=x", "start=addr:0xzz"], "start=addr:0xzz"),
             (vec!["out=x", "stop=ret"], "stop=ret"),
             (vec!["out=x", "windows=0"], "windows=0"),
+            (vec!["out=x", "max_memory=12Q"], "max_memory=12Q"),
+            (vec!["out=x", "max_memory=1K"], "max_memory=1K"),
+            (vec!["out=x", "backpressure=spill"], "backpressure=spill"),
             (vec!["out=x", "regs=rax", "regs_at=insns"], "regs_at=insns"),
             (
                 vec!["out=x", "regs=rax", "regs_at=blocks", "regs_every=0"],

@@ -9,13 +9,14 @@
 //! state shared between vCPUs and allocate nothing but a new buffer when one
 //! is full.
 
-use std::collections::HashMap;
+use std::any::Any;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, Once, OnceLock};
 
-use qtrace_format::manifest::now_rfc3339;
-use qtrace_format::manifest::ThreadTotals;
+use qtrace_format::manifest::{now_rfc3339, ChildProcess, RunEnd, ThreadTotals};
 use qtrace_format::schema::{
     block_counts_batch, BlockCount, BlockDictBuilder, BlockInfo, InsnInfo, Syscall,
 };
@@ -29,7 +30,9 @@ use crate::ffi::{
 use crate::modules::Modules;
 use crate::options::{MemMode, MemRw, Options};
 use crate::regs;
-use crate::sink::{usable_out_dir, Batch, BlockBatch, Msg, Sink, SinkConfig, StreamBatch};
+use crate::session::{self, Session, Settings};
+use crate::signals;
+use crate::sink::{usable_out_dir, Batch, BlockBatch, Msg, Sent, StreamBatch};
 use crate::stream;
 use crate::syscall_names;
 use crate::triggers;
@@ -38,19 +41,15 @@ pub struct Recorder;
 
 pub(crate) struct State {
     pub(crate) opts: Options,
+    /// The trace's root: that of the process that loaded the recorder (a
+    /// forked child records into `processes/pid=N/` below it).
     root: PathBuf,
-    /// The process that installed the recorder. A forked child inherits this
-    /// state but not the writer threads: it must not write (see `Lane::flush`).
-    pid: u32,
-    manifest: Mutex<Manifest>,
+    /// What every session's manifest starts from.
+    base: Manifest,
+    settings: Settings,
     blocks: Mutex<BlockTable>,
-    sink: Sink,
     /// The guest is AArch64 (atomics are recognised by their encoding).
     aarch64: bool,
-    /// Every guest thread that has finished, with its totals.
-    threads: Mutex<Vec<ThreadTotals>>,
-    /// Events of vCPUs beyond `ffi::MAX_VCPUS`, which have no lane.
-    lost_no_lane: AtomicU64,
     /// Syscall names of the guest architecture (empty if not known).
     syscall_names: syscall_names::Table,
     /// The files mapped into the guest (option `modules=`).
@@ -79,6 +78,8 @@ struct SyscallLane {
     /// Sequence number of `buf[0]`.
     next_seq: u64,
     lost: u64,
+    /// When the buffer was last handed over (`now_ms`).
+    flushed_ms: u64,
 }
 
 impl VcpuSlot for Option<Box<SyscallLane>> {
@@ -108,13 +109,21 @@ impl SyscallLane {
     fn flush(&mut self, state: &State) {
         let rows = std::mem::take(&mut self.buf);
         hand_over(state, self.vcpu, rows, &mut self.next_seq, &mut self.lost);
+        self.flushed_ms = now_ms();
+    }
+
+    /// A forked child: what the parent recorded is the parent's to write.
+    fn forget(&mut self) {
+        self.buf.clear();
+        self.pending = None;
+        self.next_seq = 0;
+        self.lost = 0;
     }
 }
 
 /// Hands a lane's full buffer to the writers as rows `*next_seq..` of the
-/// vCPU's partition. A forked child has
-/// the parent's buffers but not its writers (nor, safely, its locks): there,
-/// and when the writers are gone, the rows count as lost.
+/// vCPU's partition. Rows the writers cannot take count as lost (dropped
+/// ones are counted in the manifest).
 pub(crate) fn hand_over<T>(
     state: &State,
     vcpu: u32,
@@ -134,11 +143,36 @@ pub(crate) fn hand_over<T>(
         first_seq: *next_seq,
         rows,
     };
-    if std::process::id() != state.pid || !state.sink.send(batch) {
+    if send(state, batch) == Sent::Lost {
         *lost += n;
     }
     *next_seq += n;
 }
+
+/// Hands a batch to this process's session. A forked child that has not
+/// yet started its own has the parent's buffers but not its writers: its
+/// rows are lost.
+fn send(state: &State, batch: impl Into<Msg>) -> Sent {
+    match session::current() {
+        Some(s) if s.pid == std::process::id() => s.sink.send(batch, state.opts.drop),
+        _ => Sent::Lost,
+    }
+}
+
+/// Milliseconds on a coarse monotonic clock (a few ns to read).
+fn now_ms() -> u64 {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes the struct it is given.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut t) };
+    t.tv_sec as u64 * 1000 + t.tv_nsec as u64 / 1_000_000
+}
+
+/// A lane's rows wait at most this long (checked at system calls) before
+/// being handed over, so that a SIGKILL loses about a second at most.
+const FLUSH_AFTER_MS: u64 = 500;
 
 /// Distinct translated blocks: a block translated again with the same
 /// address and code (after a flush, or in another thread) keeps its id.
@@ -178,6 +212,8 @@ struct Lane {
     mem_next_seq: u64,
     /// Events (blocks and accesses) that could not be written.
     lost: u64,
+    /// When the buffer was last handed over (`now_ms`).
+    flushed_ms: u64,
 }
 
 // SAFETY: `cursor` and `end` point into `buf`, which the lane owns.
@@ -196,6 +232,7 @@ impl VcpuSlot for Lane {
         mem_records: 0,
         mem_next_seq: 0,
         lost: 0,
+        flushed_ms: 0,
     };
 }
 
@@ -208,10 +245,24 @@ impl Lane {
             return;
         }
         self.flush(state);
-        lock(&state.threads).push(self.thread_totals());
+        if let Some(s) = session::current() {
+            lock(&s.threads).push(self.thread_totals());
+        }
         self.buf = None;
         self.cursor = std::ptr::null_mut();
         self.end = std::ptr::null_mut();
+    }
+
+    /// A forked child: what the parent recorded is the parent's to write.
+    /// The lane of the thread that forked starts again from `seq` 0; the
+    /// others' threads did not survive the fork.
+    fn forget(&mut self, forked_here: bool) {
+        let buf = self.buf.take();
+        *self = Lane::EMPTY;
+        if let (true, Some(buf)) = (forked_here, buf) {
+            self.tid = current_tid();
+            self.start(buf);
+        }
     }
 
     fn thread_totals(&self) -> ThreadTotals {
@@ -291,11 +342,11 @@ impl Lane {
         let Some(state) = STATE.get() else { return };
         if self.buf.is_some() {
             self.flush(state);
-        } else {
+        } else if let Some(s) = session::current() {
             self.vcpu = vcpu;
             self.tid = current_tid();
             self.thread_first_seq = self.next_seq;
-            self.start(state.sink.empty_buffer());
+            self.start(s.sink.empty_buffer());
         }
     }
 
@@ -333,15 +384,19 @@ impl Lane {
         self.mem_words = 0;
         self.mem_records = 0;
         self.mem_next_seq += records;
-        // A forked child has the parent's buffers but not its writers (nor,
-        // safely, its locks): it drops what it records.
-        if std::process::id() != state.pid {
-            self.start(ids);
-            self.lost += events;
-            self.next_seq += blocks;
-            return;
-        }
-        self.start(state.sink.empty_buffer());
+        self.flushed_ms = now_ms();
+        // A forked child that has no session of its own yet has the
+        // parent's buffers but not its writers (nor, safely, its locks).
+        let session = match session::current() {
+            Some(s) if s.pid == std::process::id() => s,
+            _ => {
+                self.start(ids);
+                self.lost += events;
+                self.next_seq += blocks;
+                return;
+            }
+        };
+        self.start(session.sink.empty_buffer());
         let batch = BlockBatch {
             vcpu: self.vcpu,
             tid: self.tid,
@@ -349,14 +404,19 @@ impl Lane {
             rows: ids,
         };
         let sent = if records == 0 {
-            state.sink.send(batch)
+            send(state, batch)
         } else {
-            state.sink.send(StreamBatch {
-                blocks: batch,
-                mem_first_seq,
-            })
+            send(
+                state,
+                StreamBatch {
+                    blocks: batch,
+                    block_rows: blocks,
+                    mem_first_seq,
+                    mem_records: records,
+                },
+            )
         };
-        if !sent {
+        if sent == Sent::Lost {
             self.lost += events;
         }
         self.next_seq += blocks;
@@ -393,12 +453,15 @@ fn store_fence() {
 impl Plugin for Recorder {
     fn install(id: PluginId, info: Info, args: Vec<String>) -> Result<(), String> {
         let opts = Options::parse(&args)?;
-        // Modules are followed through the guest's system calls.
-        let syscalls = opts.syscalls || opts.modules || triggers::needs_syscalls(&opts.triggers);
+        // Modules, the end of the run, fork and exec are followed through
+        // the guest's system calls (linux-user).
+        let syscalls = opts.syscalls
+            || opts.modules
+            || triggers::needs_syscalls(&opts.triggers)
+            || !info.system_emulation;
         triggers::install(&opts.triggers, id, &info.target, syscalls)?;
         let root = absolute(&opts.out);
         usable_out_dir(&root)?;
-        std::fs::create_dir_all(&root).map_err(|e| format!("out={}: {e}", root.display()))?;
 
         let mut manifest = Manifest::new();
         manifest.recorder_version = env!("CARGO_PKG_VERSION").to_string();
@@ -410,22 +473,17 @@ impl Plugin for Recorder {
         };
         manifest.command_line = command_line();
         manifest.options = opts.given.clone();
-        manifest
-            .write(&root)
-            .map_err(|e| format!("cannot write the manifest: {e}"))?;
-
-        let sink = Sink::start(&SinkConfig {
-            root: root.clone(),
+        manifest.pid = std::process::id();
+        let settings = Settings {
             buffer: opts.buffer,
             writers: opts.writers,
-            queue: opts.queue,
+            max_memory: opts.max_memory,
             zstd: opts.zstd,
             limits: PartLimits {
                 max_rows: opts.part_rows,
                 max_age: opts.part_age,
             },
-        })
-        .map_err(|e| format!("cannot start the writer threads: {e}"))?;
+        };
 
         let modules = Modules::new(
             opts.modules && !info.system_emulation,
@@ -433,31 +491,39 @@ impl Plugin for Recorder {
         );
         let state = State {
             opts,
-            root,
-            pid: std::process::id(),
-            manifest: Mutex::new(manifest),
+            root: root.clone(),
+            base: manifest.clone(),
+            settings: settings.clone(),
             blocks: Mutex::new(BlockTable {
                 ids: HashMap::new(),
                 infos: Vec::new(),
                 counters: Vec::new(),
                 disas: Disassembler::new(&info.target, info.system_emulation),
             }),
-            sink,
             aarch64: info.target == "aarch64",
-            threads: Mutex::new(Vec::new()),
-            lost_no_lane: AtomicU64::new(0),
             syscall_names: syscall_names::for_target(&info.target),
             modules,
         };
         STATE
             .set(state)
             .map_err(|_| "the recorder is loaded twice".to_string())?;
+        session::start(&root, manifest, &settings, keep)?;
+        if !info.system_emulation {
+            // SAFETY: the handlers are plain functions that live as long as
+            // the process (the plugin is never unloaded in linux-user).
+            unsafe { libc::pthread_atfork(Some(before_fork), Some(after_fork), Some(after_fork)) };
+        }
         ffi::register::<Recorder>(id, syscalls);
         Ok(())
     }
 
     fn on_translate(tb: &Tb<'_>) {
         let Some(state) = STATE.get() else { return };
+        // QEMU has set up its signal handlers by the first translation.
+        static ROUTED: Once = Once::new();
+        if !state.base.mode.starts_with("system") {
+            ROUTED.call_once(signals::route);
+        }
         let pc = tb.vaddr();
         // Outside a window a block gets only what detects a start (triggers.rs).
         let plan = triggers::plan(tb);
@@ -605,63 +671,26 @@ impl Plugin for Recorder {
         // Modules are followed inside and outside the windows.
         let at = LANES.get(vcpu).map_or(0, |l| l.current_seq());
         state.modules.on_syscall(vcpu, num, &args, at);
-        // Outside every window, or (with `syscalls=off`) only for the triggers.
-        let Some(opens_window) = triggers::syscall(vcpu, num) else {
-            return;
-        };
-        if !state.opts.syscalls {
-            return;
-        }
-        let Some(slot) = SYSCALL_LANES.get(vcpu) else {
-            no_lane();
-            return;
-        };
-        let lane = slot.get_or_insert_with(|| {
-            Box::new(SyscallLane {
-                pending: None,
-                buf: Vec::new(),
-                reader: None,
-                vcpu,
-                next_seq: 0,
-                lost: 0,
-            })
-        });
-        // A call still pending never returned (it should not happen: only
-        // calls that end the thread do not return).
-        lane.abandon_pending(state);
-        let block_seq = match LANES.get(vcpu) {
-            // The block that made it is outside the window it opens.
-            Some(l) if opens_window => l.pushed(),
-            l => l.map_or(0, |l| l.current_seq()),
-        };
-        if !state.opts.regs.is_empty() && state.opts.regs_at.syscalls() {
-            // The call entering now is written after those already done.
-            let syscall_seq = lane.next_seq + lane.buf.len() as u64;
-            regs::on_syscall(state, vcpu, block_seq, syscall_seq);
-        }
         let name = syscall_names::name(state.syscall_names, num);
-        // What the call writes out is in its buffer before the call.
-        let data = match (state.opts.syscall_data, name.and_then(buffer_out)) {
-            (0, _) | (_, None) => None,
-            (limit, Some((buf, len))) => {
-                let n = (args[len] as usize).min(limit);
-                lane.reader
-                    .get_or_insert_with(GuestReader::new)
-                    .read_memory(args[buf], n)
-            }
-        };
-        lane.pending = Some(Syscall {
-            block_seq,
-            num,
-            name,
-            args,
-            ret: None,
-            data,
-        });
+        if let Some(name) = name {
+            signals::on_syscall(name, &args, std::process::id(), current_tid());
+            note_fork(vcpu, name, &args);
+        }
+        flush_if_old(state, vcpu);
+        record_call(state, vcpu, num, args, name);
+        if matches!(name, Some("execve" | "execveat")) {
+            seal_before_exec(state, vcpu);
+        }
     }
 
     fn on_syscall_ret(vcpu: u32, num: i64, ret: i64) {
         let Some(state) = STATE.get() else { return };
+        match syscall_names::name(state.syscall_names, num) {
+            Some("rt_sigaction") => signals::route(),
+            Some("fork" | "vfork" | "clone" | "clone3") => after_fork_call(state, vcpu, ret),
+            Some("execve" | "execveat") => after_failed_exec(state, vcpu),
+            _ => {}
+        }
         state.modules.on_syscall_ret(vcpu, num, ret);
         let Some(Some(lane)) = SYSCALL_LANES.get(vcpu) else {
             return;
@@ -713,17 +742,78 @@ impl Plugin for Recorder {
 
     fn on_exit() {
         let Some(state) = STATE.get() else { return };
-        if std::process::id() != state.pid {
-            // A forked child: its parent writes the trace.
+        let Some(session) = session::current() else {
+            return;
+        };
+        if std::process::id() != session.pid {
+            // A forked child that never returned from the fork (cannot
+            // happen): the parent writes what it holds.
             return;
         }
-        if let Err(e) = finish(state) {
+        if let Err(e) = finish(state, session, signals::run_end()) {
             warn!(
                 "qtrace: could not finish the trace in {}: {e}",
-                state.root.display()
+                session.root.display()
             );
         }
     }
+}
+
+/// Notes a system call in the vCPU's lane (the call pending until it returns).
+fn record_call(state: &State, vcpu: u32, num: i64, args: [u64; 8], name: Option<&'static str>) {
+    // Outside every window, or (with `syscalls=off`) only for the triggers.
+    let Some(opens_window) = triggers::syscall(vcpu, num) else {
+        return;
+    };
+    if !state.opts.syscalls {
+        return;
+    }
+    let Some(slot) = SYSCALL_LANES.get(vcpu) else {
+        no_lane();
+        return;
+    };
+    let lane = slot.get_or_insert_with(|| {
+        Box::new(SyscallLane {
+            pending: None,
+            buf: Vec::new(),
+            reader: None,
+            vcpu,
+            next_seq: 0,
+            lost: 0,
+            flushed_ms: now_ms(),
+        })
+    });
+    // A call still pending never returned (it should not happen: only
+    // calls that end the thread do not return).
+    lane.abandon_pending(state);
+    let block_seq = match LANES.get(vcpu) {
+        // The block that made it is outside the window it opens.
+        Some(l) if opens_window => l.pushed(),
+        l => l.map_or(0, |l| l.current_seq()),
+    };
+    if !state.opts.regs.is_empty() && state.opts.regs_at.syscalls() {
+        // The call entering now is written after those already done.
+        let syscall_seq = lane.next_seq + lane.buf.len() as u64;
+        regs::on_syscall(state, vcpu, block_seq, syscall_seq);
+    }
+    // What the call writes out is in its buffer before the call.
+    let data = match (state.opts.syscall_data, name.and_then(buffer_out)) {
+        (0, _) | (_, None) => None,
+        (limit, Some((buf, len))) => {
+            let n = (args[len] as usize).min(limit);
+            lane.reader
+                .get_or_insert_with(GuestReader::new)
+                .read_memory(args[buf], n)
+        }
+    };
+    lane.pending = Some(Syscall {
+        block_seq,
+        num,
+        name,
+        args,
+        ret: None,
+        data,
+    });
 }
 
 /// A vCPU's first block, or its buffer is full.
@@ -890,6 +980,9 @@ pub(crate) fn block_events_stopped(vcpu: u32) -> u64 {
 /// removes the trace directory the recorder made.
 pub(crate) fn discard_trace() {
     if let Some(state) = STATE.get() {
+        if let Some(s) = session::current() {
+            s.finished.store(true, Ordering::Relaxed);
+        }
         let _ = std::fs::remove_dir_all(&state.root);
     }
 }
@@ -898,15 +991,17 @@ pub(crate) fn discard_trace() {
 #[cold]
 #[inline(never)]
 fn no_lane() {
-    if let Some(state) = STATE.get() {
-        state.lost_no_lane.fetch_add(1, Ordering::Relaxed);
+    if let Some(s) = session::current() {
+        s.lost_no_lane.fetch_add(1, Ordering::Relaxed);
     }
 }
 
-/// Seals every part, writes the block dictionary and counts, then the final manifest.
-fn finish(state: &State) -> Result<(), String> {
+/// Seals every part, writes the rest of the block dictionary, the counts,
+/// the modules, then the final manifest with how the run ended.
+fn finish(state: &State, session: &Session, end: RunEnd) -> Result<(), String> {
+    session.finished.store(true, Ordering::Relaxed);
     let mut lanes = Vec::new();
-    let mut threads = std::mem::take(&mut *lock(&state.threads));
+    let mut threads = std::mem::take(&mut *lock(&session.threads));
     LANES.for_each_at_exit(|vcpu, lane| {
         if lane.buf.is_some() {
             lane.flush(state);
@@ -914,7 +1009,6 @@ fn finish(state: &State) -> Result<(), String> {
         }
         lanes.push((vcpu, lane.next_seq, lane.lost));
     });
-    threads.sort_by_key(|t| (t.vcpu, t.first_seq));
     SYSCALL_LANES.for_each_at_exit(|vcpu, slot| {
         let Some(lane) = slot else { return };
         lane.abandon_pending(state);
@@ -922,8 +1016,103 @@ fn finish(state: &State) -> Result<(), String> {
         lanes.push((vcpu, lane.next_seq, lane.lost));
     });
     regs::finish(state, &mut lanes);
-    let report = state.sink.finish();
+    let report = session.sink.finish();
+    let mut errors = report.errors;
+    let lost: u64 = lanes.iter().map(|(_, _, lost)| lost).sum::<u64>()
+        + report.lost.values().sum::<u64>()
+        + session.lost_no_lane.load(Ordering::Relaxed);
+    if lost > 0 {
+        errors.push(format!("{lost} events could not be written"));
+    }
+    describe(state, session, threads, end, errors)
+}
 
+/// Writes what the manifest needs beside the parts (the dictionary's new
+/// blocks, the counts, the modules), then the manifest itself: at the end,
+/// and before an exec.
+fn describe(
+    state: &State,
+    session: &Session,
+    mut threads: Vec<ThreadTotals>,
+    end: RunEnd,
+    mut errors: Vec<String>,
+) -> Result<(), String> {
+    let zstd = state.opts.zstd;
+    if let Err(e) = write_new_blocks(state, session) {
+        errors.push(e);
+    }
+    let (counts, mut totals, distinct_blocks) = block_counts(state);
+    match write_table(
+        &session.root,
+        Table::BlockCounts,
+        0,
+        &block_counts_batch(&counts),
+        zstd,
+    ) {
+        Ok(part) => session.ledger.add_parts(vec![part]),
+        Err(e) => errors.push(e.to_string()),
+    }
+    match state.modules.write(&session.root, zstd) {
+        Ok(part) => session.ledger.add_parts(part.into_iter().collect()),
+        Err(e) => errors.push(e),
+    }
+    if MEMINFO_MISMATCH.load(Ordering::Relaxed) > 0 {
+        errors.push("memory accesses of a layout this recorder does not know".into());
+    }
+    threads.sort_by_key(|t| (t.vcpu, t.first_seq));
+    let stopped = session.sink.stopped();
+    session.ledger.update(|m| {
+        // Rows and parts sealed, per table and vCPU, from the parts listed.
+        let mut sealed: BTreeMap<(&str, u32), (u64, u32)> = BTreeMap::new();
+        for p in &m.parts {
+            if let Some(vcpu) = p.vcpu {
+                let e = sealed.entry((table_key(&p.table), vcpu)).or_default();
+                e.0 += p.rows;
+                e.1 += 1;
+            }
+        }
+        let rows = |table: Table, vcpu: u32| sealed.get(&(table.name(), vcpu)).copied();
+        for t in totals.iter_mut() {
+            (t.block_events, t.parts) = rows(Table::Blocks, t.vcpu).unwrap_or_default();
+            t.mem_accesses = rows(Table::Mem, t.vcpu).map_or(0, |r| r.0);
+            t.syscalls = rows(Table::Syscalls, t.vcpu).map_or(0, |r| r.0);
+            t.regs_rows = rows(Table::Regs, t.vcpu).map_or(0, |r| r.0);
+        }
+        totals.retain(|t| t.blocks > 0 || t.block_events > 0);
+        m.qemu_version = qemu_version(&m.target);
+        m.ended_at = Some(now_rfc3339());
+        m.distinct_blocks = distinct_blocks;
+        m.vcpus = totals;
+        m.threads = threads;
+        m.windows = triggers::windows_at_exit();
+        m.regs = regs::layout().map_or_else(Vec::new, |l| l.regs().to_vec());
+        for e in &errors {
+            if !m.errors.contains(e) {
+                m.errors.push(e.clone());
+            }
+        }
+        m.complete = m.errors.is_empty() && m.dropped.is_empty() && !stopped;
+        m.end = Some(end);
+    });
+    session::release_reserve(&session.root);
+    for e in &errors {
+        warn!("qtrace: {e}");
+    }
+    session.ledger.write_now()
+}
+
+/// The name of a table as `Table::name` spells it (for the lookups above).
+fn table_key(name: &str) -> &'static str {
+    [Table::Blocks, Table::Mem, Table::Syscalls, Table::Regs]
+        .into_iter()
+        .map(|t| t.name())
+        .find(|&n| n == name)
+        .unwrap_or("")
+}
+
+/// Per block and vCPU, executions from the inline counters; the totals of
+/// each vCPU; the distinct blocks. On a vCPU thread (counters are QEMU's).
+fn block_counts(state: &State) -> (Vec<BlockCount>, Vec<VcpuTotals>, u64) {
     let table = lock(&state.blocks);
     let nvcpus = ffi::num_vcpus();
     let mut counts = Vec::new();
@@ -949,72 +1138,235 @@ fn finish(state: &State) -> Result<(), String> {
         }
     }
     counts.sort_by_key(|c| (c.vcpu, c.block_id));
-    let mut dict = BlockDictBuilder::default();
-    for info in &table.infos {
-        dict.append(info);
-    }
-    let distinct_blocks = table.infos.len() as u64;
-    drop(table);
+    (counts, totals, table.infos.len() as u64)
+}
 
-    let zstd = state.opts.zstd;
-    let mut errors = report.errors;
-    if let Err(e) = write_table(&state.root, Table::BlockDict, 0, &dict.finish(), zstd) {
-        errors.push(e.to_string());
+/// Writes the blocks translated since the last call as a new part of
+/// `block_dict` (every second from the keeper, and at the end).
+fn write_new_blocks(state: &State, session: &Session) -> Result<(), String> {
+    let mut dict = lock(&session.dict);
+    let (written, index) = *dict;
+    let new: Vec<BlockInfo> = lock(&state.blocks).infos[written..].to_vec();
+    if new.is_empty() {
+        return Ok(());
     }
-    if let Err(e) = write_table(
-        &state.root,
-        Table::BlockCounts,
-        0,
-        &block_counts_batch(&counts),
-        zstd,
-    ) {
-        errors.push(e.to_string());
+    let mut builder = BlockDictBuilder::default();
+    for info in &new {
+        builder.append(info);
     }
+    let part = write_table(
+        &session.root,
+        Table::BlockDict,
+        index,
+        &builder.finish(),
+        state.opts.zstd,
+    )
+    .map_err(|e| e.to_string())?;
+    session.ledger.add_parts(vec![part]);
+    *dict = (written + new.len(), index + 1);
+    Ok(())
+}
 
-    if let Err(e) = state.modules.write(&state.root, zstd) {
-        errors.push(e);
-    }
+/// Held by the keeper while it works, and across a fork (see `before_fork`).
+static GATE: Mutex<()> = Mutex::new(());
 
-    let mut lost_total = state.lost_no_lane.load(Ordering::Relaxed);
-    if MEMINFO_MISMATCH.load(Ordering::Relaxed) > 0 {
-        errors.push("memory accesses of a layout this recorder does not know".into());
-    }
-    lost_total += lanes.iter().map(|(_, _, lost)| lost).sum::<u64>();
-    lost_total += report.lost.values().sum::<u64>();
-    for t in totals.iter_mut() {
-        if let Some(&(rows, parts)) = report.written.get(&(Table::Blocks, t.vcpu)) {
-            t.block_events = rows;
-            t.parts = parts;
-        }
-        if let Some(&(rows, _)) = report.written.get(&(Table::Mem, t.vcpu)) {
-            t.mem_accesses = rows;
-        }
-        if let Some(&(rows, _)) = report.written.get(&(Table::Syscalls, t.vcpu)) {
-            t.syscalls = rows;
-        }
-        if let Some(&(rows, _)) = report.written.get(&(Table::Regs, t.vcpu)) {
-            t.regs_rows = rows;
-        }
-    }
-    totals.retain(|t| t.blocks > 0 || t.block_events > 0);
-
-    let mut manifest = lock(&state.manifest).clone();
-    manifest.qemu_version = qemu_version(&manifest.target);
-    manifest.ended_at = Some(now_rfc3339());
-    manifest.distinct_blocks = distinct_blocks;
-    manifest.vcpus = totals;
-    manifest.threads = threads;
-    manifest.windows = triggers::windows_at_exit();
-    manifest.regs = regs::layout().map_or_else(Vec::new, |l| l.regs().to_vec());
-    manifest.complete = errors.is_empty() && lost_total == 0;
-    manifest.write(&state.root).map_err(|e| e.to_string())?;
-    for e in &errors {
+/// The keeper's work, every second: the dictionary's new blocks.
+fn keep(session: &'static Session) {
+    let Some(state) = STATE.get() else { return };
+    let _gate = lock(&GATE);
+    if let Err(e) = write_new_blocks(state, session) {
         warn!("qtrace: {e}");
     }
-    if lost_total > 0 {
-        warn!("qtrace: {lost_total} block events could not be written");
+}
+
+thread_local! {
+    /// The locks the forking thread holds across `fork`.
+    static HELD: RefCell<Vec<Box<dyn Any>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Before a fork (QEMU has stopped the other vCPUs): takes the locks a
+/// child needs, so that none is held by a thread the child will not have.
+extern "C" fn before_fork() {
+    ffi::guard("fork", || {
+        let Some(state) = STATE.get() else { return };
+        let gate: Box<dyn Any> = Box::new(lock(&GATE));
+        let blocks: Box<dyn Any> = Box::new(lock(&state.blocks));
+        let modules = state.modules.hold();
+        HELD.with(|h| h.borrow_mut().extend([gate, blocks, modules]));
+    })
+}
+
+/// After a fork, in the parent and in the child: lets the locks go.
+extern "C" fn after_fork() {
+    ffi::guard("fork", || HELD.with(|h| h.borrow_mut().clear()))
+}
+
+/// Which vCPUs are in a call that makes a process (not a thread).
+static FORKING: [AtomicBool; 64] = [const { AtomicBool::new(false) }; 64];
+
+/// At a fork-like call: notes whether it makes a process.
+fn note_fork(vcpu: u32, name: &str, args: &[u64; 8]) {
+    const CLONE_VM: u64 = 0x100;
+    const CLONE_THREAD: u64 = 0x10000;
+    let process = match name {
+        "fork" | "vfork" => true,
+        "clone" => args[0] & CLONE_THREAD == 0,
+        // clone3's flags are the first field of the struct it points to.
+        "clone3" => GuestReader::new()
+            .read_memory(args[0], 8)
+            .and_then(|b| b.try_into().ok())
+            .is_some_and(|b: [u8; 8]| u64::from_le_bytes(b) & (CLONE_THREAD | CLONE_VM) == 0),
+        _ => return,
+    };
+    if let Some(f) = FORKING.get(vcpu as usize) {
+        f.store(process, Ordering::Relaxed);
     }
-    Ok(())
+}
+
+/// The return of a fork-like call: in a new child, starts its own session;
+/// in the parent, lists the child.
+fn after_fork_call(state: &State, vcpu: u32, ret: i64) {
+    let Some(session) = session::current() else {
+        return;
+    };
+    if std::process::id() != session.pid {
+        start_child(state, session, vcpu);
+        return;
+    }
+    let process = FORKING
+        .get(vcpu as usize)
+        .is_some_and(|f| f.swap(false, Ordering::Relaxed));
+    if ret > 0 && process {
+        let pid = ret as u32;
+        let block_seq = current_block_seq(vcpu);
+        session.ledger.update(|m| {
+            m.children.push(ChildProcess {
+                pid,
+                path: format!("processes/pid={pid}"),
+                vcpu,
+                tid: current_tid(),
+                block_seq,
+            })
+        });
+    }
+}
+
+/// In a forked child, at the fork's return: forgets what the parent
+/// recorded (the parent writes it) and records from here into
+/// `processes/pid=N/` of the trace, with writers of its own.
+fn start_child(state: &State, parent: &Session, vcpu: u32) {
+    let pid = std::process::id();
+    LANES.for_each_at_exit(|v, lane| lane.forget(v == vcpu));
+    SYSCALL_LANES.for_each_at_exit(|_, slot| {
+        if let Some(lane) = slot {
+            lane.forget();
+        }
+    });
+    regs::forget_all();
+    signals::reset();
+    {
+        let table = lock(&state.blocks);
+        let nvcpus = ffi::num_vcpus();
+        for counter in &table.counters {
+            for v in 0..nvcpus {
+                counter.set(v, 0);
+            }
+        }
+    }
+    let root = state.root.join("processes").join(format!("pid={pid}"));
+    let mut manifest = state.base.clone();
+    manifest.started_at = now_rfc3339();
+    manifest.pid = pid;
+    manifest.parent_pid = Some(parent.pid);
+    manifest.command_line = command_line();
+    if let Err(e) = session::start(&root, manifest, &state.settings, keep) {
+        warn!("qtrace: the forked child {pid} is not recorded: {e}");
+    }
+}
+
+/// Before an execve (the call is pending in the vCPU's lane): seals what
+/// this process recorded, so that the trace is whole if the exec succeeds.
+/// The call itself goes alone into a last part of `syscalls`, taken back if
+/// the exec fails (see `after_failed_exec`). Other threads' buffers, which
+/// an exec kills, cannot be reached from here.
+fn seal_before_exec(state: &State, vcpu: u32) {
+    let Some(session) = session::current() else {
+        return;
+    };
+    if session.pid != std::process::id() {
+        return;
+    }
+    if let Some(lane) = LANES.get(vcpu) {
+        lane.flush(state);
+    }
+    regs::flush(state, vcpu);
+    let mut pending = None;
+    if let Some(Some(lane)) = SYSCALL_LANES.get(vcpu) {
+        lane.flush(state);
+        pending = lane.pending.clone().map(|call| (call, lane.next_seq));
+    }
+    session.sink.checkpoint();
+    if let Some((call, seq)) = pending {
+        let batch = Batch {
+            vcpu,
+            tid: current_tid(),
+            first_seq: seq,
+            rows: vec![call],
+        };
+        if send(state, batch) == Sent::Taken {
+            session.sink.checkpoint();
+            EXEC_ROW.store(true, Ordering::Relaxed);
+        }
+    }
+    let mut threads = lock(&session.threads).clone();
+    if let Some(lane) = LANES.get(vcpu) {
+        threads.push(lane.thread_totals());
+    }
+    let end = RunEnd {
+        how: "exec".into(),
+        tid: Some(current_tid()),
+        ..Default::default()
+    };
+    if let Err(e) = describe(state, session, threads, end, Vec::new()) {
+        warn!("qtrace: could not seal the trace before exec: {e}");
+    }
+}
+
+/// Set while the pending execve's row is sealed in a part of its own.
+static EXEC_ROW: AtomicBool = AtomicBool::new(false);
+
+/// The return of an execve, which failed (a successful one does not
+/// return): the recording goes on as if nothing had been sealed.
+fn after_failed_exec(state: &State, vcpu: u32) {
+    let Some(session) = session::current() else {
+        return;
+    };
+    if EXEC_ROW.swap(false, Ordering::Relaxed) {
+        session.sink.retract_last(Table::Syscalls, vcpu);
+    }
+    session.ledger.update(|m| {
+        m.end = None;
+        m.complete = false;
+    });
+    let _ = session.ledger.write_now();
+    let _ = state;
+}
+
+/// At a system call: hands over the vCPU's buffers if they have waited
+/// long, so that what a SIGKILL loses stays small.
+fn flush_if_old(state: &State, vcpu: u32) {
+    let now = now_ms();
+    if let Some(lane) = LANES.get(vcpu) {
+        if lane.buf.is_some() && now.saturating_sub(lane.flushed_ms) >= FLUSH_AFTER_MS {
+            lane.flush(state);
+            regs::flush(state, vcpu);
+        }
+    }
+    if let Some(Some(lane)) = SYSCALL_LANES.get(vcpu) {
+        if !lane.buf.is_empty() && now.saturating_sub(lane.flushed_ms) >= FLUSH_AFTER_MS {
+            lane.flush(state);
+        }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

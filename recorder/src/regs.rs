@@ -219,6 +219,27 @@ pub fn retire(state: &State, vcpu: u32) {
     }
 }
 
+/// Hands `vcpu`'s rows to the writers now (before an exec, or when they
+/// have waited long).
+pub fn flush(state: &State, vcpu: u32) {
+    if let Some(Some(lane)) = LANES.get(vcpu) {
+        lane.flush(state);
+    }
+}
+
+/// A forked child: the rows recorded so far are the parent's to write; the
+/// child's `regs` start at `seq` 0, every value written again.
+pub fn forget_all() {
+    LANES.for_each_at_exit(|_, slot| {
+        if let Some(lane) = slot {
+            lane.rows.clear();
+            lane.next_seq = 0;
+            lane.lost = 0;
+            lane.known.iter_mut().for_each(|k| *k = false);
+        }
+    });
+}
+
 /// At exit: writes every lane's rows; adds (vCPU, rows, rows lost) of each.
 pub fn finish(state: &State, lanes: &mut Vec<(u32, u64, u64)>) {
     LANES.for_each_at_exit(|vcpu, slot| {

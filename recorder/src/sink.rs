@@ -2,16 +2,23 @@
 //! encode them into sealed Parquet parts.
 //!
 //! Each writer owns the partitions of the vCPUs assigned to it (`vcpu %
-//! writers`), so no two threads ever write the same file. The queue to each
-//! writer is bounded: when the writers fall behind, a vCPU that hands over a
-//! buffer waits, so memory stays bounded and nothing is dropped.
+//! writers`), so no two threads ever write the same file. What a vCPU has
+//! handed over and is not yet written is capped in bytes per vCPU
+//! (`max_memory=`): when the writers fall behind, the vCPU waits (nothing is
+//! lost), or with `backpressure=drop` the batch is dropped and the manifest
+//! counts it.
 //!
-//! Writers never call QEMU's API.
+//! A write error (a full disk) stops the recording: what is open is sealed
+//! where possible, the manifest says what happened, and the guest runs on.
+//!
+//! Writers never call QEMU's API, and block the signals a guest may get, so
+//! that the kernel delivers those to QEMU's threads.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{self, RecvTimeoutError, SyncSender};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError, Sender, SyncSender};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -19,6 +26,7 @@ use qtrace_format::mem_writer::{MemRows, PAGE_ROWS};
 use qtrace_format::schema::{regs_batch, syscalls_batch, RegsRow, Syscall, Table};
 use qtrace_format::writer::{PartLimits, PartWriter};
 
+use crate::ledger::Ledger;
 use crate::stream;
 
 /// Rows of one table made by one guest thread on one vCPU: rows
@@ -38,8 +46,11 @@ pub type BlockBatch = Batch<u32>;
 pub struct StreamBatch {
     /// `rows` are the stream's words; `first_seq` is that of its first block.
     pub blocks: BlockBatch,
-    /// `seq` in `mem` of the stream's first access.
+    /// Blocks in the stream.
+    pub block_rows: u64,
+    /// `seq` in `mem` of the stream's first access, and the accesses.
     pub mem_first_seq: u64,
+    pub mem_records: u64,
 }
 /// System calls, for `syscalls`.
 pub type SyscallBatch = Batch<Syscall>;
@@ -52,6 +63,10 @@ pub enum Msg {
     Stream(StreamBatch),
     Syscalls(SyscallBatch),
     Regs(RegsBatch),
+    /// Seal every open part, then say so.
+    Checkpoint(SyncSender<()>),
+    /// Remove the last sealed part of a partition (see `Sink::retract_last`).
+    Retract(Table, u32, SyncSender<()>),
     /// Seal everything and stop.
     Finish,
 }
@@ -64,7 +79,37 @@ impl Msg {
             Msg::Stream(b) => b.blocks.vcpu,
             Msg::Syscalls(b) => b.vcpu,
             Msg::Regs(b) => b.vcpu,
-            Msg::Finish => 0,
+            Msg::Retract(_, vcpu, _) => *vcpu,
+            Msg::Checkpoint(_) | Msg::Finish => 0,
+        }
+    }
+
+    /// Bytes the batch holds, counted against its vCPU's `max_memory`.
+    fn bytes(&self) -> u64 {
+        fn of<T>(rows: &[T]) -> u64 {
+            std::mem::size_of_val(rows) as u64
+        }
+        match self {
+            Msg::Blocks(b) => of(&b.rows),
+            Msg::Stream(b) => of(&b.blocks.rows),
+            Msg::Syscalls(b) => of(&b.rows),
+            Msg::Regs(b) => of(&b.rows),
+            _ => 0,
+        }
+    }
+
+    /// What dropping the batch loses: (table, first seq, rows) for each table.
+    fn contents(&self) -> Vec<(Table, u64, u64)> {
+        let rows = |n: usize| n as u64;
+        match self {
+            Msg::Blocks(b) => vec![(Table::Blocks, b.first_seq, rows(b.rows.len()))],
+            Msg::Stream(b) => vec![
+                (Table::Blocks, b.blocks.first_seq, b.block_rows),
+                (Table::Mem, b.mem_first_seq, b.mem_records),
+            ],
+            Msg::Syscalls(b) => vec![(Table::Syscalls, b.first_seq, rows(b.rows.len()))],
+            Msg::Regs(b) => vec![(Table::Regs, b.first_seq, rows(b.rows.len()))],
+            _ => Vec::new(),
         }
     }
 }
@@ -80,6 +125,16 @@ macro_rules! batch_into_msg {
 }
 batch_into_msg!(BlockBatch => Blocks, StreamBatch => Stream, SyscallBatch => Syscalls, RegsBatch => Regs);
 
+/// What became of a batch handed to the writers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sent {
+    Taken,
+    /// Dropped on purpose (`backpressure=drop`) and counted in the manifest.
+    Dropped,
+    /// Not written: the recording stopped, or the writers are gone.
+    Lost,
+}
+
 /// What the writers did, per table and vCPU.
 #[derive(Debug, Default)]
 pub struct SinkReport {
@@ -91,9 +146,51 @@ pub struct SinkReport {
 }
 
 pub struct Sink {
-    senders: Vec<SyncSender<Msg>>,
+    senders: Vec<Sender<Msg>>,
     threads: Mutex<Vec<JoinHandle<SinkReport>>>,
     pool: Arc<BufferPool>,
+    budget: Arc<Budget>,
+    /// Set when a write failed: the recording has stopped.
+    stopped: Arc<AtomicBool>,
+    ledger: Arc<Ledger>,
+}
+
+/// Bytes handed over and not yet written, per vCPU, under a cap.
+struct Budget {
+    cap: u64,
+    used: Mutex<BTreeMap<u32, u64>>,
+    freed: Condvar,
+}
+
+impl Budget {
+    /// Counts `bytes` for `vcpu`: waits while that would pass the cap (one
+    /// batch at least may always be in flight), or with `drop` answers false.
+    fn acquire(&self, vcpu: u32, bytes: u64, drop: bool) -> bool {
+        let mut used = lock(&self.used);
+        loop {
+            let u = used.get(&vcpu).copied().unwrap_or(0);
+            if u == 0 || u + bytes <= self.cap {
+                used.insert(vcpu, u + bytes);
+                return true;
+            }
+            if drop {
+                return false;
+            }
+            used = self.freed.wait(used).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    fn release(&self, vcpu: u32, bytes: u64) {
+        if bytes == 0 {
+            return;
+        }
+        let mut used = lock(&self.used);
+        if let Some(u) = used.get_mut(&vcpu) {
+            *u = u.saturating_sub(bytes);
+        }
+        drop(used);
+        self.freed.notify_all();
+    }
 }
 
 /// Written buffers come back to be filled again: a recycled buffer is still
@@ -131,10 +228,17 @@ pub struct SinkConfig {
     /// Events per buffer.
     pub buffer: usize,
     pub writers: usize,
-    pub queue: usize,
+    /// Bytes a vCPU may have handed over and not yet written (its buffer
+    /// being filled not counted).
+    pub max_memory: u64,
     pub zstd: i32,
     pub limits: PartLimits,
+    pub ledger: Arc<Ledger>,
 }
+
+/// Rows in a `mem` part at most, unless `part_rows=` says fewer: accesses
+/// take about 3 bytes a row, so parts stay at a few tens of MB.
+const MEM_PART_ROWS: u64 = 8 << 20;
 
 impl Sink {
     pub fn start(cfg: &SinkConfig) -> std::io::Result<Sink> {
@@ -143,28 +247,52 @@ impl Sink {
         let pool = Arc::new(BufferPool {
             free: Mutex::new(Vec::new()),
             capacity: cfg.buffer,
-            keep: cfg.writers.max(1) * (cfg.queue + 1),
+            keep: cfg.writers.max(1) * 4,
         });
+        let budget = Arc::new(Budget {
+            cap: cfg.max_memory,
+            used: Mutex::new(BTreeMap::new()),
+            freed: Condvar::new(),
+        });
+        let stopped = Arc::new(AtomicBool::new(false));
         for i in 0..cfg.writers.max(1) {
-            let (tx, rx) = mpsc::sync_channel::<Msg>(cfg.queue);
-            let cfg = cfg.clone();
+            let (tx, rx) = mpsc::channel::<Msg>();
+            let mut w = Writer::new(cfg.clone(), stopped.clone());
             let pool = pool.clone();
+            let budget = budget.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("qtrace-writer-{i}"))
                 .spawn(move || {
-                    let mut w = Writer::new(cfg);
+                    crate::signals::block_in_this_thread();
                     loop {
-                        match rx.recv_timeout(Duration::from_millis(100)) {
-                            Ok(Msg::Blocks(batch)) => pool.give(w.write(batch)),
-                            Ok(Msg::Stream(batch)) => pool.give(w.write_stream(batch)),
-                            Ok(Msg::Syscalls(batch)) => w.write_syscalls(batch),
-                            Ok(Msg::Regs(batch)) => w.write_regs(batch),
-                            Ok(Msg::Finish) | Err(RecvTimeoutError::Disconnected) => break,
+                        let msg = match rx.recv_timeout(Duration::from_millis(100)) {
+                            Ok(msg) => msg,
+                            Err(RecvTimeoutError::Disconnected) => break,
                             Err(RecvTimeoutError::Timeout) => {
                                 w.flush_mem();
-                                w.seal_old()
+                                w.seal_old();
+                                w.report_sealed();
+                                continue;
                             }
+                        };
+                        let (vcpu, bytes) = (msg.vcpu(), msg.bytes());
+                        match msg {
+                            Msg::Blocks(batch) => pool.give(w.write(batch)),
+                            Msg::Stream(batch) => pool.give(w.write_stream(batch)),
+                            Msg::Syscalls(batch) => w.write_syscalls(batch),
+                            Msg::Regs(batch) => w.write_regs(batch),
+                            Msg::Checkpoint(done) => {
+                                w.seal_all();
+                                let _ = done.send(());
+                            }
+                            Msg::Retract(table, vcpu, done) => {
+                                w.retract_last(table, vcpu);
+                                let _ = done.send(());
+                            }
+                            Msg::Finish => break,
                         }
+                        budget.release(vcpu, bytes);
+                        w.report_sealed();
                     }
                     w.finish()
                 })?;
@@ -175,6 +303,9 @@ impl Sink {
             senders,
             threads: Mutex::new(threads),
             pool,
+            budget,
+            stopped,
+            ledger: cfg.ledger.clone(),
         })
     }
 
@@ -183,12 +314,58 @@ impl Sink {
         self.pool.take()
     }
 
-    /// Hands a full buffer to its vCPU's writer, waiting while that
-    /// writer's queue is full. False if the writers have already finished.
-    pub fn send(&self, batch: impl Into<Msg>) -> bool {
+    /// Hands a full buffer to its vCPU's writer, waiting while the vCPU has
+    /// `max_memory` handed over and not yet written; with `drop`, drops it
+    /// instead (counted in the manifest). `Lost` if the recording stopped
+    /// (a write failed) or the writers finished.
+    pub fn send(&self, batch: impl Into<Msg>, drop: bool) -> Sent {
         let msg = batch.into();
-        let tx = &self.senders[msg.vcpu() as usize % self.senders.len()];
-        tx.send(msg).is_ok()
+        if self.stopped() {
+            return Sent::Lost;
+        }
+        let (vcpu, bytes) = (msg.vcpu(), msg.bytes());
+        if !self.budget.acquire(vcpu, bytes, drop) {
+            for (table, first_seq, rows) in msg.contents() {
+                self.ledger.add_dropped(table.name(), vcpu, first_seq, rows);
+            }
+            return Sent::Dropped;
+        }
+        let tx = &self.senders[vcpu as usize % self.senders.len()];
+        if tx.send(msg).is_err() {
+            self.budget.release(vcpu, bytes);
+            return Sent::Lost;
+        }
+        Sent::Taken
+    }
+
+    /// True once a write failed: nothing more is recorded.
+    pub fn stopped(&self) -> bool {
+        self.stopped.load(Ordering::Relaxed)
+    }
+
+    /// Seals every open part of every writer, after the batches already
+    /// handed over; returns once they are sealed and listed.
+    pub fn checkpoint(&self) {
+        let mut waits = Vec::new();
+        for tx in &self.senders {
+            let (done, wait) = mpsc::sync_channel(1);
+            if tx.send(Msg::Checkpoint(done)).is_ok() {
+                waits.push(wait);
+            }
+        }
+        for wait in waits {
+            let _ = wait.recv();
+        }
+    }
+
+    /// Removes the last sealed part of `table`'s partition `vcpu`, and its
+    /// manifest entry: a part sealed ahead of an exec that then failed.
+    pub fn retract_last(&self, table: Table, vcpu: u32) {
+        let (done, wait) = mpsc::sync_channel(1);
+        let tx = &self.senders[vcpu as usize % self.senders.len()];
+        if tx.send(Msg::Retract(table, vcpu, done)).is_ok() {
+            let _ = wait.recv();
+        }
     }
 
     /// Seals every part and stops the writers; the batches already queued are
@@ -223,10 +400,11 @@ struct Writer {
     ids: Vec<u32>,
     report: SinkReport,
     failed: bool,
+    stopped: Arc<AtomicBool>,
 }
 
 impl Writer {
-    fn new(cfg: SinkConfig) -> Writer {
+    fn new(cfg: SinkConfig, stopped: Arc<AtomicBool>) -> Writer {
         Writer {
             cfg,
             parts: BTreeMap::new(),
@@ -234,6 +412,7 @@ impl Writer {
             ids: Vec::new(),
             report: SinkReport::default(),
             failed: false,
+            stopped,
         }
     }
 
@@ -244,17 +423,60 @@ impl Writer {
             return None;
         }
         let cfg = &self.cfg;
-        Some(
-            self.parts.entry((table, vcpu)).or_insert_with(|| {
-                PartWriter::new(&cfg.root, table, Some(vcpu), cfg.zstd, cfg.limits)
-            }),
-        )
+        Some(self.parts.entry((table, vcpu)).or_insert_with(|| {
+            let mut limits = cfg.limits;
+            if table == Table::Mem {
+                limits.max_rows = limits.max_rows.min(MEM_PART_ROWS);
+            }
+            PartWriter::new(&cfg.root, table, Some(vcpu), cfg.zstd, limits)
+        }))
     }
 
     fn result(&mut self, table: Table, vcpu: u32, rows: usize, r: qtrace_format::Result<()>) {
         if let Err(e) = r {
             *self.report.lost.entry((table, vcpu)).or_default() += rows as u64;
             self.fail(e.to_string());
+        }
+    }
+
+    /// Lists the parts sealed since the last call in the manifest.
+    fn report_sealed(&mut self) {
+        let sealed: Vec<_> = self
+            .parts
+            .values_mut()
+            .flat_map(|p| p.take_sealed())
+            .collect();
+        self.cfg.ledger.add_parts(sealed);
+        self.cfg.ledger.tick();
+    }
+
+    /// Seals every open part (`mem` rows gathered included).
+    fn seal_all(&mut self) {
+        self.flush_mem();
+        if self.failed {
+            return;
+        }
+        let mut error = None;
+        for part in self.parts.values_mut() {
+            if let Err(e) = part.seal() {
+                error = Some(e.to_string());
+                break;
+            }
+        }
+        if let Some(e) = error {
+            self.fail(e);
+        }
+        self.report_sealed();
+    }
+
+    fn retract_last(&mut self, table: Table, vcpu: u32) {
+        self.report_sealed();
+        if let Some(path) = self
+            .parts
+            .get_mut(&(table, vcpu))
+            .and_then(|p| p.unseal_last())
+        {
+            self.cfg.ledger.remove_part(&path);
         }
     }
 
@@ -274,6 +496,7 @@ impl Writer {
         let StreamBatch {
             blocks,
             mem_first_seq,
+            ..
         } = batch;
         let vcpu = blocks.vcpu;
         let mut rows = self.mem.remove(&vcpu).unwrap_or_default();
@@ -369,20 +592,46 @@ impl Writer {
         }
     }
 
-    /// Stops writing after an I/O error: the guest runs on, and the manifest
-    /// says what was lost.
+    /// Stops recording after an I/O error (a full disk): frees the space
+    /// kept in reserve, seals the other open parts where it can, and says so
+    /// on stderr and in the manifest. The guest runs on.
     fn fail(&mut self, error: String) {
-        warn!("qtrace: writing the trace failed, recording stops: {error}");
-        self.report.errors.push(error);
+        if self.failed {
+            return;
+        }
         self.failed = true;
+        self.stopped.store(true, Ordering::Relaxed);
+        crate::session::release_reserve(&self.cfg.root);
+        warn!("qtrace: writing the trace failed, recording stops: {error}");
+        let mut lost = 0;
+        for part in self.parts.values_mut() {
+            if part.seal().is_err() {
+                lost += part.abandon();
+            }
+        }
+        let sealed: Vec<_> = self
+            .parts
+            .values_mut()
+            .flat_map(|p| p.take_sealed())
+            .collect();
+        self.cfg.ledger.add_parts(sealed);
+        let msg = format!("writing the trace failed, recording stopped: {error}");
+        self.cfg.ledger.update(|m| {
+            m.errors.push(msg);
+            m.complete = false;
+        });
+        let _ = self.cfg.ledger.write_now();
+        if lost > 0 {
+            self.report
+                .errors
+                .push(format!("{lost} rows of open parts could not be sealed"));
+        }
+        self.report.errors.push(error);
     }
 
     fn finish(mut self) -> SinkReport {
-        self.flush_mem();
+        self.seal_all();
         for (&key, part) in self.parts.iter_mut() {
-            if let Err(e) = part.seal() {
-                self.report.errors.push(e.to_string());
-            }
             self.report
                 .written
                 .insert(key, (part.sealed_rows(), part.sealed_parts()));
@@ -415,28 +664,34 @@ mod tests {
     fn writes_every_batch_in_order_and_seals_parts() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("t.parquet");
+        std::fs::create_dir_all(&root).unwrap();
+        let ledger = Arc::new(Ledger::new(&root, qtrace_format::Manifest::new()));
         let sink = Sink::start(&SinkConfig {
             root: root.clone(),
             buffer: 1000,
             writers: 2,
-            queue: 1,
+            max_memory: 8000,
             zstd: 3,
             limits: PartLimits {
                 max_rows: 2000,
                 max_age: Duration::from_secs(60),
             },
+            ledger: ledger.clone(),
         })
         .unwrap();
         for vcpu in 0..3u32 {
             for k in 0..5u64 {
                 let ids = vec![vcpu * 10 + k as u32; 1000];
-                let sent = sink.send(BlockBatch {
-                    vcpu,
-                    tid: 100 + vcpu,
-                    first_seq: k * 1000,
-                    rows: ids,
-                });
-                assert!(sent, "writers gone");
+                let sent = sink.send(
+                    BlockBatch {
+                        vcpu,
+                        tid: 100 + vcpu,
+                        first_seq: k * 1000,
+                        rows: ids,
+                    },
+                    false,
+                );
+                assert_eq!(sent, Sent::Taken, "writers gone");
             }
         }
         let report = sink.finish();
@@ -444,10 +699,61 @@ mod tests {
         for vcpu in 0..3 {
             assert_eq!(report.written[&(Table::Blocks, vcpu)], (5000, 3));
         }
-        std::fs::create_dir_all(&root).unwrap();
-        qtrace_format::Manifest::new().write(&root).unwrap();
+        ledger.write_now().unwrap();
         let trace = Trace::open(&root).unwrap();
         let parts = trace.parts(Table::Blocks).unwrap();
         assert_eq!(parts.len(), 9);
+        // Every part is listed, with its rows, seq range and checksum.
+        let listed = &trace.manifest().parts;
+        assert_eq!(listed.len(), 9);
+        for p in listed {
+            let bytes = std::fs::read(root.join(&p.path)).unwrap();
+            assert_eq!(qtrace_format::writer::file_checksum(&bytes), p.xxh3);
+            assert_eq!(p.bytes, bytes.len() as u64);
+            let (first, last) = (p.first_seq.unwrap(), p.last_seq.unwrap());
+            assert_eq!(last - first + 1, p.rows);
+        }
+    }
+
+    #[test]
+    fn drop_mode_counts_what_it_drops() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("t.parquet");
+        std::fs::create_dir_all(&root).unwrap();
+        let ledger = Arc::new(Ledger::new(&root, qtrace_format::Manifest::new()));
+        let sink = Sink::start(&SinkConfig {
+            root: root.clone(),
+            buffer: 1000,
+            writers: 1,
+            // One batch of 1000 ids (4000 bytes) in flight at most.
+            max_memory: 4000,
+            zstd: 3,
+            limits: PartLimits::default(),
+            ledger: ledger.clone(),
+        })
+        .unwrap();
+        let (mut taken, mut dropped) = (0u64, 0u64);
+        for k in 0..200u64 {
+            let batch = BlockBatch {
+                vcpu: 0,
+                tid: 1,
+                first_seq: k * 1000,
+                rows: vec![7; 1000],
+            };
+            match sink.send(batch, true) {
+                Sent::Taken => taken += 1000,
+                Sent::Dropped => dropped += 1000,
+                Sent::Lost => panic!("lost"),
+            }
+        }
+        let report = sink.finish();
+        assert!(dropped > 0, "the writer kept up with 200 batches");
+        assert_eq!(report.written[&(Table::Blocks, 0)].0, taken);
+        ledger.write_now().unwrap();
+        let m = qtrace_format::Manifest::read(&root).unwrap();
+        assert_eq!(m.dropped.len(), 1);
+        assert_eq!(m.dropped[0].rows, dropped);
+        let ranged: u64 = m.dropped[0].ranges.iter().map(|r| r.1).sum();
+        assert_eq!(ranged, dropped);
     }
 }
