@@ -63,7 +63,8 @@ fn fork_is_recorded_once(argv: &[&str], child_code: i32) {
     let native = native_run(argv);
     assert_eq!(done.stdout, native.stdout, "recorded, native");
     assert!(
-        done.stdout.contains(&format!("child exited {child_code}\n")),
+        done.stdout
+            .contains(&format!("child exited {child_code}\n")),
         "{}",
         done.stdout
     );
@@ -75,7 +76,11 @@ fn fork_is_recorded_once(argv: &[&str], child_code: i32) {
     assert_eq!(children.len(), 1, "children: {children:?}");
     let entry = &children[0];
     let pid = entry["pid"].as_u64().unwrap();
-    assert_eq!(entry["path"], format!("processes/pid={pid}").as_str(), "{entry}");
+    assert_eq!(
+        entry["path"],
+        format!("processes/pid={pid}").as_str(),
+        "{entry}"
+    );
     let child = parent.join(entry["path"].as_str().unwrap());
     let child_rows = assert_exited(&child, child_code);
     let cm = manifest(&child);
@@ -92,11 +97,24 @@ fn fork_is_recorded_once(argv: &[&str], child_code: i32) {
     ))
     .unwrap();
     let calls = facts["calls"].as_array().unwrap();
-    assert_eq!(calls.len(), 1, "fork calls returning {pid} in the parent: {calls:?}");
+    assert_eq!(
+        calls.len(),
+        1,
+        "fork calls returning {pid} in the parent: {calls:?}"
+    );
     let call = &calls[0];
-    assert_eq!(entry["vcpu"], call[0], "vCPU that forked: manifest, syscalls");
-    assert_eq!(entry["tid"], call[1], "thread that forked: manifest, syscalls");
-    assert_eq!(entry["block_seq"], call[2], "block of the fork: manifest, syscalls");
+    assert_eq!(
+        entry["vcpu"], call[0],
+        "vCPU that forked: manifest, syscalls"
+    );
+    assert_eq!(
+        entry["tid"], call[1],
+        "thread that forked: manifest, syscalls"
+    );
+    assert_eq!(
+        entry["block_seq"], call[2],
+        "block of the fork: manifest, syscalls"
+    );
     let fork_vcpu = entry["vcpu"].as_u64().unwrap();
     let block_seq = entry["block_seq"].as_u64().unwrap();
 
@@ -114,13 +132,22 @@ fn fork_is_recorded_once(argv: &[&str], child_code: i32) {
         "the child's blocks are all on the forking vCPU {fork_vcpu}: {child_blocks:?}"
     );
     for v in cm["vcpus"].as_array().unwrap() {
-        assert_eq!(v["blocks"], v["block_events"], "child's counters and events: {v}");
+        assert_eq!(
+            v["blocks"], v["block_events"],
+            "child's counters and events: {v}"
+        );
     }
     let first = &facts["child_first"][0];
     let after = &facts["parent_after"][0];
     assert!(first.is_array() && after.is_array(), "{facts}");
-    assert_eq!(first[0], after[0], "child's first block: vCPU (parent's next: {after})");
-    assert_eq!(first[2], after[2], "child's first block: pc (parent's next: {after})");
+    assert_eq!(
+        first[0], after[0],
+        "child's first block: vCPU (parent's next: {after})"
+    );
+    assert_eq!(
+        first[2], after[2],
+        "child's first block: pc (parent's next: {after})"
+    );
 
     // libbb: the child reports first (its parent waits for it).
     let reports = parse_bb_reports(&printed);

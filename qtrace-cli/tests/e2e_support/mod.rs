@@ -581,9 +581,12 @@ pub fn native_run(argv: &[&str]) -> Finished {
     Spawned::start(cmd).finish(60)
 }
 
+/// One libbb report: per vCPU (blocks, insns), and the totals.
+pub type BbReport = (BTreeMap<u64, (u64, u64)>, (u64, u64));
+
 /// Every report libbb printed, in order: a forked guest's child prints its
 /// own (with the counters it inherited) before its parent's.
-pub fn parse_bb_reports(log: &str) -> Vec<(BTreeMap<u64, (u64, u64)>, (u64, u64))> {
+pub fn parse_bb_reports(log: &str) -> Vec<BbReport> {
     let mut reports = Vec::new();
     let mut current = String::new();
     for line in log.lines() {
