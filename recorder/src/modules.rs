@@ -64,6 +64,8 @@ pub struct Modules {
     /// The program and its interpreter were looked at (first system call).
     started: AtomicBool,
     tracker: Mutex<Tracker>,
+    /// What was last written, and where.
+    written: Mutex<(PathBuf, Vec<Module>)>,
 }
 
 /// A file, as the kernel knows it (device and inode).
@@ -134,6 +136,7 @@ impl Modules {
             names,
             started: AtomicBool::new(false),
             tracker: Mutex::new(Tracker::default()),
+            written: Mutex::new((PathBuf::new(), Vec::new())),
         }
     }
 
@@ -248,20 +251,43 @@ impl Modules {
     }
 
     /// Writes the `modules` table (nothing with `modules=off`), replacing
-    /// the one written before if any; what the manifest says of it.
+    /// the one written before if any; what the manifest says of it. At the
+    /// end, or before an exec: what could not be followed is said then.
     pub fn write(&self, root: &Path, zstd: i32) -> Result<Option<PartEntry>, String> {
+        for w in &lock(&self.tracker).warnings {
+            warn!("qtrace: modules: {w}");
+        }
+        self.write_rows(root, zstd, true)
+    }
+
+    /// The same while recording (from the keeper), if anything changed
+    /// since the last write into `root`.
+    pub fn write_if_changed(&self, root: &Path, zstd: i32) -> Result<Option<PartEntry>, String> {
+        self.write_rows(root, zstd, false)
+    }
+
+    fn write_rows(
+        &self,
+        root: &Path,
+        zstd: i32,
+        always: bool,
+    ) -> Result<Option<PartEntry>, String> {
         if !self.enabled {
             return Ok(None);
         }
-        let t = lock(&self.tracker);
-        for w in &t.warnings {
-            warn!("qtrace: modules: {w}");
+        let rows: Vec<Module> = lock(&self.tracker)
+            .modules
+            .iter()
+            .map(|m| m.row.clone())
+            .collect();
+        let mut written = lock(&self.written);
+        if !always && written.0 == root && written.1 == rows {
+            return Ok(None);
         }
-        let rows: Vec<Module> = t.modules.iter().map(|m| m.row.clone()).collect();
-        drop(t);
-        write_table(root, Table::Modules, 0, &modules_batch(&rows), zstd)
-            .map(Some)
-            .map_err(|e| e.to_string())
+        let part = write_table(root, Table::Modules, 0, &modules_batch(&rows), zstd)
+            .map_err(|e| e.to_string())?;
+        *written = (root.to_path_buf(), rows);
+        Ok(Some(part))
     }
 }
 

@@ -1037,6 +1037,8 @@ fn describe(
     end: RunEnd,
     mut errors: Vec<String>,
 ) -> Result<(), String> {
+    // Not at the same time as the keeper, which writes the same files.
+    let _gate = lock(&GATE);
     let zstd = state.opts.zstd;
     if let Err(e) = write_new_blocks(state, session) {
         errors.push(e);
@@ -1086,15 +1088,13 @@ fn describe(
         m.threads = threads;
         m.windows = triggers::windows_at_exit();
         m.regs = regs::layout().map_or_else(Vec::new, |l| l.regs().to_vec());
-        for e in &errors {
-            if !m.errors.contains(e) {
-                m.errors.push(e.clone());
-            }
-        }
+        errors.retain(|e| !m.errors.contains(e));
+        m.errors.extend(errors.iter().cloned());
         m.complete = m.errors.is_empty() && m.dropped.is_empty() && !stopped;
         m.end = Some(end);
     });
     session::release_reserve(&session.root);
+    // Those said when they happened are not repeated.
     for e in &errors {
         warn!("qtrace: {e}");
     }
@@ -1167,15 +1167,24 @@ fn write_new_blocks(state: &State, session: &Session) -> Result<(), String> {
     Ok(())
 }
 
-/// Held by the keeper while it works, and across a fork (see `before_fork`).
+/// Held by whoever writes `block_dict` and `modules` (the keeper, `describe`),
+/// and across a fork (see `before_fork`).
 static GATE: Mutex<()> = Mutex::new(());
 
-/// The keeper's work, every second: the dictionary's new blocks.
+/// The keeper's work, every second: the dictionary's new blocks, and the
+/// modules if they changed.
 fn keep(session: &'static Session) {
     let Some(state) = STATE.get() else { return };
     let _gate = lock(&GATE);
     if let Err(e) = write_new_blocks(state, session) {
         warn!("qtrace: {e}");
+    }
+    match state
+        .modules
+        .write_if_changed(&session.root, state.opts.zstd)
+    {
+        Ok(part) => session.ledger.add_parts(part.into_iter().collect()),
+        Err(e) => warn!("qtrace: {e}"),
     }
 }
 

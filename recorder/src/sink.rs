@@ -626,7 +626,6 @@ impl Writer {
                 .errors
                 .push(format!("{lost} rows of open parts could not be sealed"));
         }
-        self.report.errors.push(error);
     }
 
     fn finish(mut self) -> SinkReport {
