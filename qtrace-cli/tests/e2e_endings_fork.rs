@@ -203,13 +203,18 @@ fn syscalls(trace: &Path) -> Vec<Value> {
         .collect()
 }
 
-/// The pcs of a trace's blocks on vCPU 0, in order, as one number each.
-const BLOCK_PCS: &str = r#"
-import duckdb, sys
-for (pc,) in duckdb.sql(f"""SELECT d.pc FROM read_parquet('{sys.argv[1]}/blocks/vcpu=0/*.parquet') b
-        JOIN read_parquet('{sys.argv[1]}/block_dict/*.parquet') d USING (block_id)
-        ORDER BY b.seq""").fetchall():
-    print(pc)
+/// Blocks of the first trace against the first N of the second, by `seq`
+/// on vCPU 0: rows of each, and the first `seq` where the pcs differ.
+const SAME_START: &str = r#"
+import duckdb, json, sys
+ours, theirs, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+def pcs(t):
+    return f"""(SELECT b.seq, d.pc FROM read_parquet('{t}/blocks/vcpu=0/*.parquet') b
+        JOIN read_parquet('{t}/block_dict/*.parquet') d USING (block_id))"""
+print(json.dumps(duckdb.sql(f"""SELECT count(o.seq), count(t.seq),
+        min(coalesce(o.seq, t.seq)) FILTER (WHERE o.pc IS DISTINCT FROM t.pc)
+    FROM {pcs(ours)} o FULL JOIN (SELECT * FROM {pcs(theirs)} WHERE seq < {n}) t
+    ON o.seq = t.seq""").fetchall()[0]))
 "#;
 
 /// A failing execve, with recording going on to a normal exit.
@@ -267,17 +272,17 @@ fn exec_seals_the_trace_up_to_the_call() {
         .into_iter()
         .find(|s| s[3] == "execve")
         .expect("no execve in the run that failed to exec");
-    let upto = execve[2].as_u64().unwrap() as usize + 1;
-    let ours = run_python_within(BLOCK_PCS, &[&rec.trace], 60);
-    let theirs = run_python_within(BLOCK_PCS, &[&other.trace], 60);
-    let ours: Vec<&str> = ours.lines().collect();
-    let theirs: Vec<&str> = theirs.lines().collect();
-    assert_eq!(
-        ours.len() as u64,
-        rows[&("blocks".to_string(), Some(0))],
-        "blocks with a pc"
-    );
-    assert_eq!(ours.len(), upto, "blocks up to the execve, failed run's");
-    let first_difference = ours.iter().zip(&theirs).position(|(a, b)| a != b);
-    assert_eq!(first_difference, None, "blocks of the two runs differ");
+    let upto = execve[2].as_u64().unwrap() + 1;
+    let n = upto.to_string();
+    let same: Value = serde_json::from_str(&run_python_within(
+        SAME_START,
+        &[&rec.trace, &other.trace, Path::new(&n)],
+        60,
+    ))
+    .unwrap();
+    let ours = rows[&("blocks".to_string(), Some(0))];
+    assert_eq!(same[0], ours, "blocks with a pc, of {ours} sealed: {same}");
+    assert_eq!(same[1], upto, "blocks up to the failed execve: {same}");
+    assert_eq!(ours, upto, "blocks up to the execve, exec'd and failed");
+    assert!(same[2].is_null(), "first seq where the pcs differ: {same}");
 }
