@@ -46,13 +46,6 @@ fn libmem_accesses(log: &str) -> Vec<String> {
         .collect()
 }
 
-fn libmem_count(log: &str) -> u64 {
-    log.lines()
-        .find_map(|l| l.strip_prefix("mem accesses: "))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no count in libmem output:\n{log}"))
-}
-
 fn mem_total(trace: &std::path::Path) -> u64 {
     let m = manifest(trace);
     assert_eq!(m["complete"], true);

@@ -4,6 +4,7 @@
 //! the end). A run killed with SIGKILL leaves a manifest that lists what
 //! was sealed up to its last rewrite, with `end` null.
 
+use crate::lock;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -136,10 +137,6 @@ impl Ledger {
             }
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[cfg(test)]

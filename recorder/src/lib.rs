@@ -33,6 +33,12 @@ macro_rules! warn {
     }};
 }
 
+/// Locks `m`, going on with its data if a thread panicked holding it: the
+/// recorder must not stop for that.
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 mod disas;
 pub mod ffi;
 mod filter;

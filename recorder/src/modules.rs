@@ -30,6 +30,7 @@
 //!
 //! Not followed: `mremap` of a file mapping.
 
+use crate::lock;
 use std::collections::HashMap;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
@@ -778,10 +779,6 @@ fn ld_prefix() -> Option<PathBuf> {
         .find(|w| w[0] == b"-L")
         .map(|w| PathBuf::from(String::from_utf8_lossy(w[1]).into_owned()));
     from_args.or_else(|| std::env::var_os("QEMU_LD_PREFIX").map(PathBuf::from))
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[cfg(test)]

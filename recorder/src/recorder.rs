@@ -9,6 +9,7 @@
 //! state shared between vCPUs and allocate nothing but a new buffer when one
 //! is full.
 
+use crate::lock;
 use std::any::Any;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
@@ -256,10 +257,11 @@ impl Lane {
     /// A forked child: what the parent recorded is the parent's to write.
     /// The lane of the thread that forked starts again from `seq` 0; the
     /// others' threads did not survive the fork.
-    fn forget(&mut self, forked_here: bool) {
+    fn forget(&mut self, vcpu: u32, forked_here: bool) {
         let buf = self.buf.take();
         *self = Lane::EMPTY;
         if let (true, Some(buf)) = (forked_here, buf) {
+            self.vcpu = vcpu;
             self.tid = current_tid();
             self.start(buf);
         }
@@ -1215,7 +1217,6 @@ static FORKING: [AtomicBool; 64] = [const { AtomicBool::new(false) }; 64];
 
 /// At a fork-like call: notes whether it makes a process.
 fn note_fork(vcpu: u32, name: &str, args: &[u64; 8]) {
-    const CLONE_VM: u64 = 0x100;
     const CLONE_THREAD: u64 = 0x10000;
     let process = match name {
         "fork" | "vfork" => true,
@@ -1224,7 +1225,7 @@ fn note_fork(vcpu: u32, name: &str, args: &[u64; 8]) {
         "clone3" => GuestReader::new()
             .read_memory(args[0], 8)
             .and_then(|b| b.try_into().ok())
-            .is_some_and(|b: [u8; 8]| u64::from_le_bytes(b) & (CLONE_THREAD | CLONE_VM) == 0),
+            .is_some_and(|b: [u8; 8]| u64::from_le_bytes(b) & CLONE_THREAD == 0),
         _ => return,
     };
     if let Some(f) = FORKING.get(vcpu as usize) {
@@ -1265,7 +1266,7 @@ fn after_fork_call(state: &State, vcpu: u32, ret: i64) {
 /// `processes/pid=N/` of the trace, with writers of its own.
 fn start_child(state: &State, parent: &Session, vcpu: u32) {
     let pid = std::process::id();
-    LANES.for_each_at_exit(|v, lane| lane.forget(v == vcpu));
+    LANES.for_each_at_exit(|v, lane| lane.forget(v, v == vcpu));
     SYSCALL_LANES.for_each_at_exit(|_, slot| {
         if let Some(lane) = slot {
             lane.forget();
@@ -1376,10 +1377,6 @@ fn flush_if_old(state: &State, vcpu: u32) {
             lane.flush(state);
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn absolute(p: &Path) -> PathBuf {

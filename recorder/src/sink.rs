@@ -14,6 +14,7 @@
 //! Writers never call QEMU's API, and block the signals a guest may get, so
 //! that the kernel delivers those to QEMU's threads.
 
+use crate::lock;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -216,10 +217,6 @@ impl BufferPool {
             free.push(buf);
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[derive(Clone)]
@@ -453,20 +450,22 @@ impl Writer {
     /// Seals every open part (`mem` rows gathered included).
     fn seal_all(&mut self) {
         self.flush_mem();
+        self.seal_each(PartWriter::seal);
+        self.report_sealed();
+    }
+
+    /// Seals the open parts `seal` says to, stopping at the first error.
+    fn seal_each(&mut self, seal: fn(&mut PartWriter) -> qtrace_format::Result<()>) {
         if self.failed {
             return;
         }
-        let mut error = None;
-        for part in self.parts.values_mut() {
-            if let Err(e) = part.seal() {
-                error = Some(e.to_string());
-                break;
-            }
-        }
+        let error = self
+            .parts
+            .values_mut()
+            .find_map(|part| seal(part).err().map(|e| e.to_string()));
         if let Some(e) = error {
             self.fail(e);
         }
-        self.report_sealed();
     }
 
     fn retract_last(&mut self, table: Table, vcpu: u32) {
@@ -577,19 +576,7 @@ impl Writer {
     }
 
     fn seal_old(&mut self) {
-        if self.failed {
-            return;
-        }
-        let mut error = None;
-        for part in self.parts.values_mut() {
-            if let Err(e) = part.seal_if_old() {
-                error = Some(e.to_string());
-                break;
-            }
-        }
-        if let Some(e) = error {
-            self.fail(e);
-        }
+        self.seal_each(PartWriter::seal_if_old);
     }
 
     /// Stops recording after an I/O error (a full disk): frees the space

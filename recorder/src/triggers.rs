@@ -27,6 +27,7 @@
 //! than what detects a stop, or call QEMU's reset while holding a lock that
 //! [`on_reset`] takes (QEMU calls it with its own plugin lock held).
 
+use crate::lock;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::sync::{Mutex, MutexGuard, OnceLock};
@@ -373,10 +374,6 @@ impl Current {
             vcpus,
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn named(trigger: &str) -> TriggerHit {

@@ -173,6 +173,14 @@ pub fn parse_bb(log: &str) -> (BTreeMap<u64, (u64, u64)>, (u64, u64)) {
     )
 }
 
+/// libmem's count of memory accesses (`mem,inline=true`).
+pub fn libmem_count(log: &str) -> u64 {
+    log.lines()
+        .find_map(|l| l.strip_prefix("mem accesses: "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no count in libmem output:\n{log}"))
+}
+
 /// libinsn's total instruction count.
 pub fn parse_insn_total(log: &str) -> u64 {
     log.lines()
