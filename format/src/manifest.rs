@@ -60,7 +60,9 @@ pub struct Manifest {
     /// For a trace of a forked child: the process it was forked from.
     pub parent_pid: Option<u32>,
     /// How the run ended; null while it runs and when it never finished
-    /// (QEMU killed by SIGKILL, or the machine stopped).
+    /// (QEMU killed by SIGKILL, or the machine stopped). `qtrace record`,
+    /// seeing QEMU die of a signal with `end` null, writes `how: killed`
+    /// with the signal.
     pub end: Option<RunEnd>,
     /// Last time the manifest was rewritten (RFC 3339, UTC).
     pub updated_at: Option<String>,
@@ -100,9 +102,10 @@ pub struct PartEntry {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct RunEnd {
-    /// `exit` (exit or exit_group), `signal` (killed by a signal it did not
+    /// `exit` (exit_group), `signal` (killed by a signal it did not
     /// handle), `crash` (a fault: SIGSEGV, SIGBUS, SIGILL, SIGFPE, abort),
-    /// `exec` (replaced by execve).
+    /// `exec` (replaced by execve), `killed` (QEMU killed before the
+    /// recorder could finish: written by `qtrace record`).
     pub how: String,
     /// The exit status, for `exit`.
     pub exit_code: Option<i32>,

@@ -1042,8 +1042,13 @@ fn describe(
     // Not at the same time as the keeper, which writes the same files.
     let _gate = lock(&GATE);
     let zstd = state.opts.zstd;
-    if let Err(e) = write_new_blocks(state, session) {
+    // A write that fails here stops the recording like any other, said once.
+    let mut failed = |e: String| {
+        session.sink.fail(&e);
         errors.push(e);
+    };
+    if let Err(e) = write_new_blocks(state, session) {
+        failed(e);
     }
     let (counts, mut totals, distinct_blocks) = block_counts(state);
     match write_table(
@@ -1054,11 +1059,11 @@ fn describe(
         zstd,
     ) {
         Ok(part) => session.ledger.add_parts(vec![part]),
-        Err(e) => errors.push(e.to_string()),
+        Err(e) => failed(e.to_string()),
     }
     match state.modules.write(&session.root, zstd) {
         Ok(part) => session.ledger.add_parts(part.into_iter().collect()),
-        Err(e) => errors.push(e),
+        Err(e) => failed(e),
     }
     if MEMINFO_MISMATCH.load(Ordering::Relaxed) > 0 {
         errors.push("memory accesses of a layout this recorder does not know".into());
@@ -1096,9 +1101,11 @@ fn describe(
         m.end = Some(end);
     });
     session::release_reserve(&session.root);
-    // Those said when they happened are not repeated.
-    for e in &errors {
-        warn!("qtrace: {e}");
+    // Write failures were said when they happened; the rest is said now.
+    if !stopped {
+        for e in &errors {
+            warn!("qtrace: {e}");
+        }
     }
     session.ledger.write_now()
 }
@@ -1179,14 +1186,14 @@ fn keep(session: &'static Session) {
     let Some(state) = STATE.get() else { return };
     let _gate = lock(&GATE);
     if let Err(e) = write_new_blocks(state, session) {
-        warn!("qtrace: {e}");
+        session.sink.fail(&e);
     }
     match state
         .modules
         .write_if_changed(&session.root, state.opts.zstd)
     {
         Ok(part) => session.ledger.add_parts(part.into_iter().collect()),
-        Err(e) => warn!("qtrace: {e}"),
+        Err(e) => session.sink.fail(&e),
     }
 }
 

@@ -152,7 +152,7 @@ pub struct Sink {
     pool: Arc<BufferPool>,
     budget: Arc<Budget>,
     /// Set when a write failed: the recording has stopped.
-    stopped: Arc<AtomicBool>,
+    stop: Arc<Stop>,
     ledger: Arc<Ledger>,
 }
 
@@ -251,10 +251,14 @@ impl Sink {
             used: Mutex::new(BTreeMap::new()),
             freed: Condvar::new(),
         });
-        let stopped = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(Stop {
+            set: AtomicBool::new(false),
+            root: cfg.root.clone(),
+            ledger: cfg.ledger.clone(),
+        });
         for i in 0..cfg.writers.max(1) {
             let (tx, rx) = mpsc::channel::<Msg>();
-            let mut w = Writer::new(cfg.clone(), stopped.clone());
+            let mut w = Writer::new(cfg.clone(), stop.clone());
             let pool = pool.clone();
             let budget = budget.clone();
             let thread = std::thread::Builder::new()
@@ -269,6 +273,7 @@ impl Sink {
                                 w.flush_mem();
                                 w.seal_old();
                                 w.report_sealed();
+                                w.stop_if_stopped();
                                 continue;
                             }
                         };
@@ -290,6 +295,7 @@ impl Sink {
                         }
                         budget.release(vcpu, bytes);
                         w.report_sealed();
+                        w.stop_if_stopped();
                     }
                     w.finish()
                 })?;
@@ -301,7 +307,7 @@ impl Sink {
             threads: Mutex::new(threads),
             pool,
             budget,
-            stopped,
+            stop,
             ledger: cfg.ledger.clone(),
         })
     }
@@ -337,7 +343,13 @@ impl Sink {
 
     /// True once a write failed: nothing more is recorded.
     pub fn stopped(&self) -> bool {
-        self.stopped.load(Ordering::Relaxed)
+        self.stop.is_set()
+    }
+
+    /// Stops the recording after a write error elsewhere (the keeper's, the
+    /// end's): see [`Stop::fail`].
+    pub fn fail(&self, error: &str) {
+        self.stop.fail(error);
     }
 
     /// Seals every open part of every writer, after the batches already
@@ -397,11 +409,11 @@ struct Writer {
     ids: Vec<u32>,
     report: SinkReport,
     failed: bool,
-    stopped: Arc<AtomicBool>,
+    stop: Arc<Stop>,
 }
 
 impl Writer {
-    fn new(cfg: SinkConfig, stopped: Arc<AtomicBool>) -> Writer {
+    fn new(cfg: SinkConfig, stop: Arc<Stop>) -> Writer {
         Writer {
             cfg,
             parts: BTreeMap::new(),
@@ -409,7 +421,7 @@ impl Writer {
             ids: Vec::new(),
             report: SinkReport::default(),
             failed: false,
-            stopped,
+            stop,
         }
     }
 
@@ -583,34 +595,26 @@ impl Writer {
         self.seal_each(PartWriter::seal_if_old);
     }
 
-    /// Stops recording after an I/O error (a full disk): frees the space
-    /// kept in reserve, seals the other open parts where it can, and says so
-    /// on stderr and in the manifest. The guest runs on.
+    /// Stops recording after an I/O error (a full disk), said once for
+    /// the whole session (see [`Stop::fail`]); this writer stops too.
     fn fail(&mut self, error: String) {
-        if self.failed {
+        self.stop.fail(&error);
+        self.stop_if_stopped();
+    }
+
+    /// Once the recording has stopped: seals what this writer holds where it
+    /// can (a part that cannot be completed is removed, which gives its space
+    /// back), and writes nothing more.
+    fn stop_if_stopped(&mut self) {
+        if self.failed || !self.stop.is_set() {
             return;
         }
         self.failed = true;
-        self.stopped.store(true, Ordering::Relaxed);
-        crate::session::release_reserve(&self.cfg.root);
-        warn!("qtrace: writing the trace failed, recording stops: {error}");
-        // What fails here is removed (see `PartWriter::seal`), which gives
-        // its space back to the manifest and the rest.
         for part in self.parts.values_mut() {
             let _ = part.seal();
         }
         let lost: u64 = self.parts.values().map(PartWriter::lost_rows).sum();
-        let sealed: Vec<_> = self
-            .parts
-            .values_mut()
-            .flat_map(|p| p.take_sealed())
-            .collect();
-        self.cfg.ledger.add_parts(sealed);
-        let msg = format!("writing the trace failed, recording stopped: {error}");
-        self.cfg.ledger.update(|m| {
-            m.errors.push(msg);
-            m.complete = false;
-        });
+        self.report_sealed();
         let _ = self.cfg.ledger.write_now();
         if lost > 0 {
             self.report
@@ -627,6 +631,37 @@ impl Writer {
                 .insert(key, (part.sealed_rows(), part.sealed_parts()));
         }
         self.report
+    }
+}
+
+/// Set once a write failed: the recording stops, for every writer and the
+/// keeper.
+pub struct Stop {
+    set: AtomicBool,
+    root: PathBuf,
+    ledger: Arc<Ledger>,
+}
+
+impl Stop {
+    fn is_set(&self) -> bool {
+        self.set.load(Ordering::Relaxed)
+    }
+
+    /// The first failure stops the recording: the space kept in reserve is
+    /// given back, and the failure said on stderr and in the manifest. The
+    /// guest runs on. Later failures are not repeated.
+    fn fail(&self, error: &str) {
+        if self.set.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        crate::session::release_reserve(&self.root);
+        warn!("qtrace: writing the trace failed, recording stops: {error}");
+        let msg = format!("writing the trace failed, recording stopped: {error}");
+        self.ledger.update(|m| {
+            m.errors.push(msg);
+            m.complete = false;
+        });
+        let _ = self.ledger.write_now();
     }
 }
 
