@@ -1313,10 +1313,13 @@ fn seal_before_exec(state: &State, vcpu: u32) {
     if session.pid != std::process::id() {
         return;
     }
+    // As in `flush_if_old`.
+    let held = triggers::hold_exits();
     if let Some(lane) = LANES.get(vcpu) {
         lane.flush(state);
     }
     regs::flush(state, vcpu);
+    drop(held);
     let mut pending = None;
     if let Some(Some(lane)) = SYSCALL_LANES.get(vcpu) {
         lane.flush(state);
@@ -1375,6 +1378,9 @@ fn flush_if_old(state: &State, vcpu: u32) {
     let now = now_ms();
     if let Some(lane) = LANES.get(vcpu) {
         if lane.buf.is_some() && now.saturating_sub(lane.flushed_ms) >= FLUSH_AFTER_MS {
+            // A vCPU in a system call is not stopped by QEMU for a reset:
+            // `triggers::on_reset` must not read the lane while it changes.
+            let _held = triggers::hold_exits();
             lane.flush(state);
             regs::flush(state, vcpu);
         }

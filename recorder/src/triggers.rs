@@ -261,8 +261,10 @@ fn begin_switch(from: u64, vcpu: u32) -> bool {
     SWITCH.compare_exchange(from, asked, SeqCst, SeqCst).is_ok()
 }
 
-/// Held while a vCPU's thread exits (its block lane is retired), so that
-/// [`on_reset`] never reads a lane while it changes.
+/// Held while a vCPU's block lane changes where QEMU does not stop the vCPU
+/// for a reset (its thread exits and the lane is retired; it hands its
+/// buffer over in a system call), so that [`on_reset`] never reads a lane
+/// while it changes.
 static EXITS: Mutex<()> = Mutex::new(());
 
 /// The return address and stack pointer read at the entry of the function
