@@ -486,6 +486,9 @@ pub struct PartReport {
     pub first_seq: Option<u64>,
     pub last_seq: Option<u64>,
     pub bytes: Option<u64>,
+    /// XXH3-64 of the file: the manifest's for a listed part that matched
+    /// it, the file's for an unlisted one that reads.
+    pub xxh3: Option<String>,
 }
 
 /// The hidden file of a part that was never sealed: its rows are lost.
@@ -658,6 +661,13 @@ fn verify_trace(trace: &Trace, rel: &str, depth: usize) -> Report {
                 .or(claimed.map(|c| c.0)),
             last_seq: facts.and_then(PartFacts::last_seq).or(claimed.map(|c| c.1)),
             bytes: facts.map(|f| f.bytes).or(entry.map(|e| e.bytes)),
+            xxh3: match (status, entry) {
+                (Status::Ok, Some(e)) => Some(e.xxh3.clone()),
+                (Status::Unlisted, _) => std::fs::read(&slot.path)
+                    .ok()
+                    .map(|b| crate::writer::file_checksum(&b)),
+                _ => None,
+            },
         });
     }
 
