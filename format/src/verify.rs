@@ -615,6 +615,9 @@ fn verify_trace(trace: &Trace, rel: &str, depth: usize) -> Report {
     let mut ranges: BTreeMap<(Table, Option<u32>), Vec<(u32, Option<(u64, u64)>, u64)>> =
         BTreeMap::new();
     let mut tids: BTreeMap<u32, (Vec<Run>, bool)> = BTreeMap::new();
+    // The seq the missing and corrupt parts of `blocks` were to hold, per
+    // vCPU: rows of a thread there are reported with the part already.
+    let mut bad_blocks: BTreeMap<u32, Vec<(u64, u64)>> = BTreeMap::new();
     for (slot, result) in checked {
         let rel_path = rel_of(&part_rel_path(slot.table, slot.vcpu, slot.index));
         let entry = slot.entry.as_ref();
@@ -642,10 +645,16 @@ fn verify_trace(trace: &Trace, rel: &str, depth: usize) -> Report {
                 rows.unwrap_or(0),
             ));
         }
-        if let (Table::Blocks, Some(f), Some(v)) = (slot.table, facts, slot.vcpu) {
-            let (runs, capped) = tids.entry(v).or_default();
-            runs.extend(f.tids.iter().copied());
-            *capped |= f.capped;
+        if let (Table::Blocks, Some(v)) = (slot.table, slot.vcpu) {
+            match (facts, claimed) {
+                (Some(f), _) => {
+                    let (runs, capped) = tids.entry(v).or_default();
+                    runs.extend(f.tids.iter().copied());
+                    *capped |= f.capped;
+                }
+                (None, Some(range)) => bad_blocks.entry(v).or_default().push(range),
+                (None, None) => {}
+            }
         }
         parts.push(PartReport {
             path: rel_path,
@@ -682,15 +691,14 @@ fn verify_trace(trace: &Trace, rel: &str, depth: usize) -> Report {
                 .to_string(),
         );
     }
-    check_threads(
-        m,
-        &tids,
-        &ranges,
-        &dropped,
+    let threads = Threads {
+        tids: &tids,
+        bad_blocks: &bad_blocks,
+        ranges: &ranges,
+        dropped: &dropped,
         finished,
-        &mut problems,
-        &mut notes,
-    );
+    };
+    threads.check(m, &mut problems, &mut notes);
     if finished {
         check_totals(m, &ranges, &dropped, &mut problems);
     }
@@ -867,86 +875,108 @@ fn check_continuity(ranges: &Ranges, dropped: &Dropped, problems: &mut Vec<Probl
     }
 }
 
-/// Each thread's run of `blocks` must be in sealed parts and carry its tid;
-/// a run that never finished goes as far as the sealed parts do.
-fn check_threads(
-    m: &Manifest,
-    tids: &BTreeMap<u32, (Vec<Run>, bool)>,
-    ranges: &Ranges,
-    dropped: &Dropped,
+/// What the check of threads needs to know of the parts of `blocks`.
+struct Threads<'a> {
+    /// Per vCPU, the tid runs of the parts that read, and whether there
+    /// were too many to keep.
+    tids: &'a BTreeMap<u32, (Vec<Run>, bool)>,
+    /// Per vCPU, the seq ranges of the parts missing or corrupt.
+    bad_blocks: &'a BTreeMap<u32, Vec<(u64, u64)>>,
+    ranges: &'a Ranges,
+    dropped: &'a Dropped,
+    /// Whether the run ended.
     finished: bool,
-    problems: &mut Vec<Problem>,
-    notes: &mut Vec<String>,
-) {
-    for t in m.threads.iter().filter(|t| t.block_events > 0) {
-        let (first, last) = (t.first_seq, t.first_seq.saturating_add(t.block_events - 1));
-        let who = format!("thread {} (vCPU {}, seq {first}..{last})", t.tid, t.vcpu);
-        let empty = (Vec::new(), false);
-        let (runs, capped) = tids.get(&t.vcpu).unwrap_or(&empty);
-        if *capped {
-            notes.push(format!(
-                "{who}: not checked (the tid changes too often in blocks/vcpu={})",
-                t.vcpu
-            ));
-            continue;
-        }
-        let mut covered = 0u64;
-        let mut wrong: Option<(u64, u64, u32)> = None;
-        for r in runs {
-            let (a, b) = (r.first.max(first), r.last.min(last));
-            if a > b {
+}
+
+impl Threads<'_> {
+    /// Each thread's run of `blocks` must be in sealed parts and carry its tid;
+    /// a run that never finished goes as far as the sealed parts do.
+    fn check(&self, m: &Manifest, problems: &mut Vec<Problem>, notes: &mut Vec<String>) {
+        let Threads {
+            tids,
+            bad_blocks,
+            ranges,
+            dropped,
+            finished,
+        } = *self;
+        for t in m.threads.iter().filter(|t| t.block_events > 0) {
+            let (first, last) = (t.first_seq, t.first_seq.saturating_add(t.block_events - 1));
+            let who = format!("thread {} (vCPU {}, seq {first}..{last})", t.tid, t.vcpu);
+            let empty = (Vec::new(), false);
+            let (runs, capped) = tids.get(&t.vcpu).unwrap_or(&empty);
+            if *capped {
+                notes.push(format!(
+                    "{who}: not checked (the tid changes too often in blocks/vcpu={})",
+                    t.vcpu
+                ));
                 continue;
             }
-            if r.tid == t.tid {
-                covered = covered.saturating_add(b - a + 1);
-            } else if wrong.is_none() {
-                wrong = Some((a, b, r.tid));
+            let mut covered = 0u64;
+            let mut wrong: Option<(u64, u64, u32)> = None;
+            for r in runs {
+                let (a, b) = (r.first.max(first), r.last.min(last));
+                if a > b {
+                    continue;
+                }
+                if r.tid == t.tid {
+                    covered = covered.saturating_add(b - a + 1);
+                } else if wrong.is_none() {
+                    wrong = Some((a, b, r.tid));
+                }
             }
-        }
-        if let Some((a, b, other)) = wrong {
-            problems.push(Problem {
-                kind: "thread",
-                what: format!("{who}: seq {a}..{b} carry tid {other}"),
-            });
-            continue;
-        }
-        let no_drops = Vec::new();
-        let drops = dropped.get(&(Table::Blocks, t.vcpu)).unwrap_or(&no_drops);
-        let want = (last - first).saturating_add(1) - dropped_within(drops, first, last);
-        if covered >= want {
-            continue;
-        }
-        // How far the sealed parts of the partition go.
-        let sealed_end = ranges
-            .get(&(Table::Blocks, Some(t.vcpu)))
-            .into_iter()
-            .flatten()
-            .filter_map(|(_, r, _)| r.map(|r| r.1))
-            .max();
-        let prefix_whole = match sealed_end {
-            Some(end) if end >= first => {
-                let end = end.min(last);
-                covered >= (end - first).saturating_add(1) - dropped_within(drops, first, end)
+            if let Some((a, b, other)) = wrong {
+                problems.push(Problem {
+                    kind: "thread",
+                    what: format!("{who}: seq {a}..{b} carry tid {other}"),
+                });
+                continue;
             }
-            _ => covered == 0,
-        };
-        if !finished && prefix_whole {
-            let upto = match sealed_end {
-                Some(end) if end >= first => format!("up to seq {}", end.min(last)),
-                _ => "none of it".to_string(),
+            let no_drops = Vec::new();
+            let drops = dropped.get(&(Table::Blocks, t.vcpu)).unwrap_or(&no_drops);
+            let want = (last - first).saturating_add(1) - dropped_within(drops, first, last);
+            // Rows in parts already reported missing or corrupt.
+            let in_bad = bad_blocks
+                .get(&t.vcpu)
+                .into_iter()
+                .flatten()
+                .map(|&(a, b)| (a.max(first), b.min(last)))
+                .filter(|(a, b)| a <= b)
+                .fold(0u64, |n, (a, b)| n.saturating_add(b - a).saturating_add(1));
+            if covered.saturating_add(in_bad) >= want {
+                continue;
+            }
+            // How far the sealed parts of the partition go.
+            let sealed_end = ranges
+                .get(&(Table::Blocks, Some(t.vcpu)))
+                .into_iter()
+                .flatten()
+                .filter_map(|(_, r, _)| r.map(|r| r.1))
+                .max();
+            let prefix_whole = match sealed_end {
+                Some(end) if end >= first => {
+                    let end = end.min(last);
+                    covered >= (end - first).saturating_add(1) - dropped_within(drops, first, end)
+                }
+                _ => covered == 0,
             };
-            notes.push(format!(
-                "{who}: the run never finished; sealed parts hold {upto} ({} rows not sealed)",
-                want - covered
-            ));
-        } else {
-            problems.push(Problem {
-                kind: "thread",
-                what: format!(
-                    "{who}: {} of its rows are in no readable part",
+            if !finished && prefix_whole {
+                let upto = match sealed_end {
+                    Some(end) if end >= first => format!("up to seq {}", end.min(last)),
+                    _ => "none of it".to_string(),
+                };
+                notes.push(format!(
+                    "{who}: the run never finished; sealed parts hold {upto} ({} rows not sealed)",
                     want - covered
-                ),
-            });
+                ));
+            } else {
+                problems.push(Problem {
+                    kind: "thread",
+                    what: format!(
+                        "{who}: {} of its rows are in no readable part",
+                        want - covered
+                    ),
+                });
+            }
         }
     }
 }
