@@ -612,8 +612,7 @@ fn verify_trace(trace: &Trace, rel: &str, depth: usize) -> Report {
     let mut parts = Vec::new();
     // Per partition: (index, claimed seq range, rows) of every part, and
     // the tid runs of the readable ones.
-    let mut ranges: BTreeMap<(Table, Option<u32>), Vec<(u32, Option<(u64, u64)>, u64)>> =
-        BTreeMap::new();
+    let mut ranges: Ranges = BTreeMap::new();
     let mut tids: BTreeMap<u32, (Vec<Run>, bool)> = BTreeMap::new();
     // The seq the missing and corrupt parts of `blocks` were to hold, per
     // vCPU: rows of a thread there are reported with the part already.
@@ -825,6 +824,8 @@ fn all_dropped(dropped: &[(u64, u64)], a: u64, b: u64) -> bool {
     dropped_within(dropped, a, b) == (b - a).saturating_add(1)
 }
 
+/// Per partition, every part's index, `seq` range (as listed, or as
+/// decoded for an unlisted part) and rows.
 type Ranges = BTreeMap<(Table, Option<u32>), Vec<(u32, Option<(u64, u64)>, u64)>>;
 
 /// The parts of each partition, in index order, must follow one another in
