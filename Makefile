@@ -1,6 +1,7 @@
 # The two commands of the README, and the pieces they are made of.
 #   make demo   set everything up, record a sample under QEMU, show its hottest blocks
-#   make test   set everything up, then formatting, lints and every test
+#   make test   set everything up, then formatting, lints, every test and a
+#               short run of each fuzz target
 #   make bench  the recording benchmark against plain QEMU and QEMU's own plugins
 
 QTRACE := target/release/qtrace
@@ -22,6 +23,7 @@ lint: setup
 
 test: lint
 	cargo test --workspace --release
+	scripts/fuzz-smoke.sh
 
 bench: setup
 	cargo run --release -p qtrace-benches --bin record-overhead -- --runs 5

@@ -42,6 +42,15 @@ pub fn in_progress_name(index: u32) -> String {
     format!(".{}{IN_PROGRESS_SUFFIX}", part_name(index))
 }
 
+/// Where the manifest says part `index` of a table partition is:
+/// `blocks/vcpu=3/part-000001.parquet`, relative to the trace's root.
+pub fn part_rel_path(table: Table, vcpu: Option<u32>, index: u32) -> String {
+    match vcpu {
+        Some(v) => format!("{}/vcpu={v}/{}", table.name(), part_name(index)),
+        None => format!("{}/{}", table.name(), part_name(index)),
+    }
+}
+
 /// A sealed part file of a table.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct PartPath {
@@ -53,6 +62,36 @@ pub struct PartPath {
 /// The sealed parts of `table`, ordered by vCPU and part index. A table that
 /// does not exist has no parts.
 pub fn list_parts(root: &Path, table: Table) -> Result<Vec<PartPath>> {
+    list_files(root, table, sealed_index)
+}
+
+/// The hidden files of parts that were being written
+/// (`.part-NNNNNN.parquet.inprogress`) when the trace was read: sealed, they
+/// would be part `index`. Ordered like [`list_parts`].
+pub fn list_in_progress(root: &Path, table: Table) -> Result<Vec<PartPath>> {
+    list_files(root, table, in_progress_index)
+}
+
+/// The index of a sealed part's file name; only names that [`part_name`]
+/// gives count (`part-1.parquet` is not part 1).
+fn sealed_index(name: &str) -> Option<u32> {
+    let index = name
+        .strip_prefix(PART_PREFIX)?
+        .strip_suffix(PART_SUFFIX)?
+        .parse()
+        .ok()?;
+    (part_name(index) == name).then_some(index)
+}
+
+fn in_progress_index(name: &str) -> Option<u32> {
+    sealed_index(name.strip_prefix('.')?.strip_suffix(IN_PROGRESS_SUFFIX)?)
+}
+
+fn list_files(
+    root: &Path,
+    table: Table,
+    index_of: fn(&str) -> Option<u32>,
+) -> Result<Vec<PartPath>> {
     let dir = partition_dir(root, table, None);
     if !dir.is_dir() {
         return Ok(Vec::new());
@@ -68,24 +107,24 @@ pub fn list_parts(root: &Path, table: Table) -> Result<Vec<PartPath>> {
             else {
                 continue;
             };
-            collect_parts(&entry.path(), Some(vcpu), &mut parts)?;
+            collect_parts(&entry.path(), Some(vcpu), index_of, &mut parts)?;
         }
     } else {
-        collect_parts(&dir, None, &mut parts)?;
+        collect_parts(&dir, None, index_of, &mut parts)?;
     }
     parts.sort();
     Ok(parts)
 }
 
-fn collect_parts(dir: &Path, vcpu: Option<u32>, out: &mut Vec<PartPath>) -> Result<()> {
+fn collect_parts(
+    dir: &Path,
+    vcpu: Option<u32>,
+    index_of: fn(&str) -> Option<u32>,
+    out: &mut Vec<PartPath>,
+) -> Result<()> {
     for entry in read_dir(dir)? {
         let name = entry.file_name();
-        let Some(index) = name
-            .to_str()
-            .and_then(|n| n.strip_prefix(PART_PREFIX))
-            .and_then(|n| n.strip_suffix(PART_SUFFIX))
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
+        let Some(index) = name.to_str().and_then(index_of) else {
             continue;
         };
         out.push(PartPath {
@@ -125,5 +164,19 @@ mod tests {
         assert!(list_parts(root.path(), Table::BlockDict)
             .unwrap()
             .is_empty());
+        let hidden: Vec<_> = list_in_progress(root.path(), Table::Blocks)
+            .unwrap()
+            .into_iter()
+            .map(|p| (p.vcpu, p.index))
+            .collect();
+        assert_eq!(hidden, vec![(Some(0), 1), (Some(0), 2), (Some(1), 1)]);
+        assert_eq!(
+            part_rel_path(Table::Blocks, Some(3), 1),
+            "blocks/vcpu=3/part-000001.parquet"
+        );
+        assert_eq!(
+            part_rel_path(Table::Modules, None, 0),
+            "modules/part-000000.parquet"
+        );
     }
 }

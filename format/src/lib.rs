@@ -8,7 +8,9 @@
 //! - [`manifest`]: what was recorded and how the run ended;
 //! - [`writer`]: writes a table partition as sealed part files, and
 //!   [`blocks_writer`] the encoder of the one table that must keep up with QEMU;
-//! - [`reader`]: opens a trace and scans its tables in parallel;
+//! - [`reader`]: opens a trace and scans its tables in parallel, reading
+//!   only sealed parts whose size and checksum match the manifest, and
+//!   [`verify`], which checks a whole trace against its manifest;
 //! - [`elf`]: the facts of an ELF file that the `modules` table records,
 //!   and [`symbols`], which turns a trace's addresses into symbol names
 //!   offline through that table and the files on disk.
@@ -27,6 +29,7 @@ mod pages;
 pub mod reader;
 pub mod schema;
 pub mod symbols;
+pub mod verify;
 pub mod writer;
 
 pub use layout::PartPath;
@@ -50,6 +53,8 @@ pub enum Error {
     },
     #[error("{path}: not a qtrace trace ({why})")]
     NotATrace { path: PathBuf, why: String },
+    #[error("{path}: listed in the manifest but missing")]
+    Missing { path: PathBuf },
     #[error("{path}: corrupt: {why}")]
     Corrupt { path: PathBuf, why: String },
     #[error("column `{column}` is not {expected}")]

@@ -1,14 +1,24 @@
 //! Opens a trace directory and scans its tables in parallel.
 //!
+//! Only sealed parts are read. A part the manifest lists is read only once
+//! its size and XXH3-64 match the manifest's (arrow-rs writes no page
+//! checksums, and most flipped bits would decode to wrong rows); a part
+//! sealed after the manifest's last rewrite has no checksum and is read if
+//! its footer is. A part that fails is an error naming it, or, with
+//! [`Trace::skip_corrupt`], left out with a warning.
+//!
 //! Files are opened (footer and schema) in parallel, then every row group of
 //! every part becomes one task for rayon; each task folds its batches into a
 //! partial result and the partials are merged. A reader never panics on bad
 //! input: a corrupt file is an error that names it.
 
 use std::cell::Cell;
+use std::collections::{HashMap, HashSet};
+use std::fmt;
 use std::fs::File;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use arrow_array::RecordBatch;
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ParquetRecordBatchReaderBuilder};
@@ -16,19 +26,68 @@ use parquet::arrow::ProjectionMask;
 use parquet::file::metadata::ParquetMetaDataReader;
 use rayon::prelude::*;
 
-use crate::layout::{list_parts, PartPath, MANIFEST};
+use crate::layout::{PartPath, MANIFEST};
 use crate::manifest::Manifest;
 use crate::schema::{self, BlockCount, BlockInfo, Module, Table};
+use crate::verify::{self, Fault, Slot};
 use crate::{Error, Result};
 
 /// Rows per decoded batch.
 const BATCH_ROWS: usize = 64 * 1024;
 
 /// A trace directory, opened and checked.
-#[derive(Debug)]
 pub struct Trace {
     root: PathBuf,
     manifest: Manifest,
+    /// Told of each part left out; none: a bad part is an error.
+    on_skip: Option<OnSkip>,
+    /// What checking each part found (none: fine), so that a part is
+    /// hashed once however often its table is read.
+    verdicts: Mutex<HashMap<PathBuf, Option<Fault>>>,
+    /// Parts (and manifest entries) already reported to `on_skip`.
+    skipped: Mutex<HashSet<String>>,
+}
+
+/// What a reader is told of each part it leaves out.
+pub type OnSkip = Arc<dyn Fn(&SkippedPart) + Send + Sync>;
+
+/// A part left out because it is missing or damaged.
+#[derive(Clone, Debug)]
+pub struct SkippedPart {
+    /// The file (for a bad manifest entry, `manifest.json`).
+    pub path: PathBuf,
+    pub table: Table,
+    pub vcpu: Option<u32>,
+    /// What the manifest says it held, when it lists it.
+    pub rows: Option<u64>,
+    pub seq: Option<(u64, u64)>,
+    pub why: String,
+}
+
+impl fmt::Display for SkippedPart {
+    /// `PATH (blocks of vCPU 0, 1000 rows, seq 0..999): WHY`
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({}", self.path.display(), self.table.name())?;
+        if let Some(v) = self.vcpu {
+            write!(f, " of vCPU {v}")?;
+        }
+        if let Some(rows) = self.rows {
+            write!(f, ", {rows} rows")?;
+        }
+        if let Some((a, b)) = self.seq {
+            write!(f, ", seq {a}..{b}")?;
+        }
+        write!(f, "): {}", self.why)
+    }
+}
+
+impl fmt::Debug for Trace {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Trace")
+            .field("root", &self.root)
+            .field("skip_corrupt", &self.on_skip.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Trace {
@@ -46,7 +105,17 @@ impl Trace {
         Ok(Trace {
             root: root.to_path_buf(),
             manifest,
+            on_skip: None,
+            verdicts: Mutex::default(),
+            skipped: Mutex::default(),
         })
+    }
+
+    /// Leaves out parts that are missing or damaged instead of failing;
+    /// `on_skip` is told of each, once.
+    pub fn skip_corrupt(mut self, on_skip: impl Fn(&SkippedPart) + Send + Sync + 'static) -> Self {
+        self.on_skip = Some(Arc::new(on_skip));
+        self
     }
 
     pub fn root(&self) -> &Path {
@@ -57,9 +126,97 @@ impl Trace {
         &self.manifest
     }
 
-    /// The sealed parts of a table.
+    /// The sealed parts of a table that can be read: those the manifest
+    /// lists, once their size and checksum match it, and those sealed after
+    /// its last rewrite, once their footer reads. A part that fails is an
+    /// error, or is left out when skipping is on.
     pub fn parts(&self, table: Table) -> Result<Vec<PartPath>> {
-        list_parts(&self.root, table)
+        let (slots, bad) = verify::catalogue(&self.root, &self.manifest, table)?;
+        let manifest = self.root.join(MANIFEST);
+        for b in bad {
+            let why = format!("part entry `{}`: {}", b.path, b.why);
+            let error = Error::corrupt(&manifest, why.clone());
+            let skipped = SkippedPart {
+                path: manifest.clone(),
+                table,
+                vcpu: None,
+                rows: None,
+                seq: None,
+                why,
+            };
+            self.skip(skipped, error)?;
+        }
+        let checked: Vec<(Slot, Option<Fault>)> = slots
+            .into_par_iter()
+            .map(|slot| {
+                let fault = self.verdict(&slot);
+                (slot, fault)
+            })
+            .collect();
+        let mut parts = Vec::new();
+        for (slot, fault) in checked {
+            match fault {
+                None => parts.push(PartPath {
+                    vcpu: slot.vcpu,
+                    index: slot.index,
+                    path: slot.path,
+                }),
+                Some(fault) => {
+                    let entry = slot.entry.as_ref();
+                    let skipped = SkippedPart {
+                        path: slot.path.clone(),
+                        table,
+                        vcpu: slot.vcpu,
+                        rows: entry.map(|e| e.rows),
+                        seq: entry.and_then(|e| e.first_seq.zip(e.last_seq)),
+                        why: fault.why(),
+                    };
+                    self.skip(skipped, fault.into_error(&slot.path))?;
+                }
+            }
+        }
+        Ok(parts)
+    }
+
+    /// Reports a part left out, once; without skipping, fails with `error`.
+    fn skip(&self, skipped: SkippedPart, error: Error) -> Result<()> {
+        let Some(on_skip) = &self.on_skip else {
+            return Err(error);
+        };
+        let key = format!("{}\0{}", skipped.path.display(), skipped.why);
+        let first = self
+            .skipped
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key);
+        if first {
+            on_skip(&skipped);
+        }
+        Ok(())
+    }
+
+    /// Checks a part once: size and checksum of a listed part, the footer
+    /// of an unlisted one.
+    fn verdict(&self, slot: &Slot) -> Option<Fault> {
+        let cached = self
+            .verdicts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&slot.path)
+            .cloned();
+        if let Some(v) = cached {
+            return v;
+        }
+        let fault = match (&slot.entry, slot.on_disk) {
+            (Some(_), false) => Some(Fault::Missing),
+            (Some(entry), true) => verify::check_file(&slot.path, entry).err(),
+            (None, _) => verify::check_footer(&slot.path).err(),
+        };
+        self.verdicts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(slot.path.clone(), fault.clone());
+        fault
     }
 
     /// Every row of `block_dict`, ordered by block id.
@@ -186,7 +343,11 @@ where
                 let mut acc = init();
                 for batch in reader {
                     let batch = batch.map_err(|e| Error::corrupt(&o.part.path, e.to_string()))?;
-                    acc = fold(acc, &batch, o.part)?;
+                    // A column of the wrong type is the file's fault: name it.
+                    acc = fold(acc, &batch, o.part).map_err(|e| match e {
+                        Error::Schema { .. } => Error::corrupt(&o.part.path, e.to_string()),
+                        e => e,
+                    })?;
                 }
                 Ok(acc)
             })
@@ -239,7 +400,7 @@ pub fn quiet_contained_panics() {
 
 /// Runs `f`, turning a panic inside the Parquet decoder (arrow-rs panics on
 /// some corrupt files) into an error that names the file.
-fn guarded<T>(path: &Path, f: impl FnOnce() -> Result<T>) -> Result<T> {
+pub(crate) fn guarded<T>(path: &Path, f: impl FnOnce() -> Result<T>) -> Result<T> {
     let was = IN_GUARD.replace(true);
     let result = catch_unwind(AssertUnwindSafe(f));
     IN_GUARD.set(was);

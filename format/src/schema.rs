@@ -74,6 +74,16 @@ impl Table {
         }
     }
 
+    /// The table whose directory is `name`.
+    pub fn from_name(name: &str) -> Option<Table> {
+        Table::ALL.into_iter().find(|t| t.name() == name)
+    }
+
+    /// Whether the table's rows carry a `seq` column, dense per partition.
+    pub fn has_seq(self) -> bool {
+        self.per_vcpu()
+    }
+
     /// Whether the table is split into `vcpu=N` hive partitions.
     pub fn per_vcpu(self) -> bool {
         matches!(

@@ -10,12 +10,14 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use clap::ValueEnum;
+use qtrace_format::manifest::RunEnd;
 use qtrace_format::schema::TracePoint;
 use qtrace_format::{Manifest, Module, Table, Trace, TriggerHit};
 use rayon::prelude::*;
 use serde_json::json;
 
 use crate::output::{self, Align, TextTable};
+use crate::reading::ReadArgs;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -40,11 +42,11 @@ pub struct TableStats {
     pub bytes: u64,
 }
 
-pub fn run(args: Args) -> Result<()> {
-    let trace = Trace::open(&args.dir)?;
+pub fn run(args: Args, read: &ReadArgs) -> Result<()> {
+    let trace = read.open(&args.dir)?;
     let tables = Table::ALL
         .iter()
-        .map(|&table| table_stats(trace.root(), table))
+        .map(|&table| trace_table_stats(&trace, table))
         .collect::<Result<Vec<_>>>()?;
     let modules = trace.modules()?;
     let mut out = output::stdout();
@@ -64,7 +66,13 @@ pub fn run(args: Args) -> Result<()> {
 
 /// Parts, rows and bytes of a table, from the footers of its sealed parts.
 pub fn table_stats(root: &Path, table: Table) -> Result<TableStats> {
-    let parts = qtrace_format::layout::list_parts(root, table)?;
+    trace_table_stats(&Trace::open(root)?, table)
+}
+
+/// The same, of a trace opened (the parts it reads, checked against the
+/// manifest).
+fn trace_table_stats(trace: &Trace, table: Table) -> Result<TableStats> {
+    let parts = trace.parts(table)?;
     let sizes = parts
         .par_iter()
         .map(qtrace_format::reader::part_size)
@@ -111,7 +119,11 @@ fn write_table(w: &mut impl Write, dir: &Path, m: &Manifest, tables: &[TableStat
         ("options", options),
         ("started", or_dash(&m.started_at).to_string()),
         ("ended", m.ended_at.as_deref().unwrap_or("-").to_string()),
+        ("how it ended", end_text(m.end.as_ref(), m.complete)),
+        ("pid", pid_text(m)),
         ("distinct blocks", m.distinct_blocks.to_string()),
+        ("parts listed", m.parts.len().to_string()),
+        ("dropped rows", dropped_text(m)),
     ];
     let width = fields.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     for (key, value) in &fields {
@@ -159,6 +171,10 @@ fn write_table(w: &mut impl Write, dir: &Path, m: &Manifest, tables: &[TableStat
         }
     }
 
+    for e in &m.errors {
+        writeln!(w, "recorder error: {e}")?;
+    }
+
     if !m.threads.is_empty() {
         // In linux-user a vCPU index passes from thread to thread: say which
         // thread had which run of `seq`.
@@ -183,6 +199,28 @@ fn write_table(w: &mut impl Write, dir: &Path, m: &Manifest, tables: &[TableStat
     if !m.windows.is_empty() {
         writeln!(w)?;
         write_windows(w, m)?;
+    }
+
+    if !m.children.is_empty() {
+        // Each child's trace is a trace of its own: `qtrace info` on its path.
+        writeln!(w)?;
+        let mut t = TextTable::new(&[
+            ("child pid", Align::Right),
+            ("vcpu", Align::Right),
+            ("tid", Align::Right),
+            ("block_seq", Align::Right),
+            ("trace", Align::Left),
+        ]);
+        for c in &m.children {
+            t.push(vec![
+                c.pid.to_string(),
+                c.vcpu.to_string(),
+                c.tid.to_string(),
+                c.block_seq.to_string(),
+                dir.join(&c.path).display().to_string(),
+            ]);
+        }
+        t.write(w)?;
     }
 
     writeln!(w)?;
@@ -307,6 +345,54 @@ fn hit_text(h: &TriggerHit) -> String {
     }
 }
 
+/// How the run ended, from the manifest's `end`: `exit 0`, `signal SIGINT
+/// (2)`, `crash SIGSEGV (11)`, `exec`, or why there is no end.
+pub fn end_text(end: Option<&RunEnd>, complete: bool) -> String {
+    let Some(end) = end else {
+        return if complete {
+            "-".to_string()
+        } else {
+            "never finished (killed, or still recording)".to_string()
+        };
+    };
+    let mut text = or_dash(&end.how).to_string();
+    if let Some(code) = end.exit_code {
+        text.push_str(&format!(" {code}"));
+    }
+    match (&end.signal_name, end.signal) {
+        (Some(name), Some(n)) => text.push_str(&format!(" {name} ({n})")),
+        (Some(name), None) => text.push_str(&format!(" {name}")),
+        (None, Some(n)) => text.push_str(&format!(" signal {n}")),
+        (None, None) => {}
+    }
+    if let Some(tid) = end.tid {
+        text.push_str(&format!(", thread {tid}"));
+    }
+    text
+}
+
+fn pid_text(m: &Manifest) -> String {
+    match (m.pid, m.parent_pid) {
+        (0, _) => "-".to_string(),
+        (pid, Some(parent)) => format!("{pid} (forked from {parent})"),
+        (pid, None) => pid.to_string(),
+    }
+}
+
+fn dropped_text(m: &Manifest) -> String {
+    if m.dropped.is_empty() {
+        return "0".to_string();
+    }
+    let total = m.dropped.iter().fold(0u64, |a, d| a.saturating_add(d.rows));
+    let each = m
+        .dropped
+        .iter()
+        .map(|d| format!("{} vCPU {}: {}", d.table, d.vcpu, d.rows))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!("{total} ({each})")
+}
+
 fn or_dash(s: &str) -> &str {
     if s.is_empty() {
         "-"
@@ -343,6 +429,14 @@ fn to_json(
         "ended_at": m.ended_at,
         "complete": m.complete,
         "status": status(m),
+        "end": m.end,
+        "pid": m.pid,
+        "parent_pid": m.parent_pid,
+        "updated_at": m.updated_at,
+        "parts_listed": m.parts.len(),
+        "dropped": m.dropped,
+        "errors": m.errors,
+        "children": m.children,
         "distinct_blocks": m.distinct_blocks,
         "vcpus": m.vcpus.iter().map(|v| json!({
             "vcpu": v.vcpu,

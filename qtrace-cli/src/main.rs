@@ -6,8 +6,10 @@
 mod info;
 mod locate;
 mod output;
+mod reading;
 mod record;
 mod top_blocks;
+mod verify;
 
 use std::process::ExitCode;
 
@@ -19,6 +21,8 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    read: reading::ReadArgs,
 }
 
 #[derive(Subcommand)]
@@ -30,13 +34,17 @@ enum Command {
     Info(info::Args),
     /// List the most executed blocks of a trace.
     TopBlocks(top_blocks::Args),
+    /// Check every part of a trace against its manifest (sizes, checksums,
+    /// rows, sequence numbers), and say what a cut-short run left.
+    Verify(verify::Args),
 }
 
 fn run(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
         Command::Record(args) => record::run(args),
-        Command::Info(args) => info::run(args).map(|()| 0),
-        Command::TopBlocks(args) => top_blocks::run(args).map(|()| 0),
+        Command::Info(args) => info::run(args, &cli.read).map(|()| 0),
+        Command::TopBlocks(args) => top_blocks::run(args, &cli.read).map(|()| 0),
+        Command::Verify(args) => verify::run(args),
     }
 }
 

@@ -22,6 +22,7 @@ use qtrace_format::{scan, BlockInfo, InsnInfo, PartPath, Table, Trace};
 use serde_json::json;
 
 use crate::output::{self, Align, Format, TextTable};
+use crate::reading::ReadArgs;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -68,8 +69,8 @@ enum Source {
     Events,
 }
 
-pub fn run(args: Args) -> Result<()> {
-    let trace = Trace::open(&args.dir)?;
+pub fn run(args: Args, read: &ReadArgs) -> Result<()> {
+    let trace = read.open(&args.dir)?;
     let counts = match args.source {
         Source::Counts => from_counts(&trace, args.vcpu)?,
         Source::Events => from_events(&trace, args.vcpu)?,

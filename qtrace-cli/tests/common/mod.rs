@@ -10,6 +10,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use qtrace_format::manifest::{RunEnd, ThreadTotals};
 use qtrace_format::schema::{block_counts_batch, BlockDictBuilder};
 use qtrace_format::writer::{write_table, PartLimits, PartWriter};
 use qtrace_format::{BlockCount, BlockInfo, InsnInfo, Manifest, Table, VcpuTotals};
@@ -155,7 +156,7 @@ fn write_trace(root: &Path, spec: Spec) {
             insns,
         });
     }
-    write_table(root, Table::BlockDict, 0, &dict.finish(), 1).unwrap();
+    let dict_part = write_table(root, Table::BlockDict, 0, &dict.finish(), 1).unwrap();
 
     let mut manifest = Manifest::new();
     manifest.target = "x86_64".into();
@@ -167,6 +168,9 @@ fn write_trace(root: &Path, spec: Spec) {
         .options
         .insert("out".into(), root.display().to_string());
     manifest.distinct_blocks = BLOCKS.iter().filter(|b| b.pc != 0).count() as u64;
+    manifest.pid = 1000;
+    // The manifest lists every sealed part, as the recorder's does.
+    manifest.add_part(dict_part);
 
     let mut counts = Vec::new();
     for vcpu in 0..2u32 {
@@ -191,6 +195,15 @@ fn write_trace(root: &Path, spec: Spec) {
             w.write_blocks((k * 40) as u64, 1000 + vcpu, chunk).unwrap();
         }
         w.seal().unwrap();
+        for part in w.take_sealed() {
+            manifest.add_part(part);
+        }
+        manifest.threads.push(ThreadTotals {
+            tid: 1000 + vcpu,
+            vcpu,
+            first_seq: 0,
+            block_events: ids.len() as u64,
+        });
 
         let execs: u64 = BLOCKS.iter().map(|b| b.execs[vcpu as usize]).sum();
         let insns: u64 = BLOCKS
@@ -216,10 +229,17 @@ fn write_trace(root: &Path, spec: Spec) {
         }
     }
     if spec.counts {
-        write_table(root, Table::BlockCounts, 0, &block_counts_batch(&counts), 1).unwrap();
+        let part = write_table(root, Table::BlockCounts, 0, &block_counts_batch(&counts), 1);
+        manifest.add_part(part.unwrap());
     }
     if spec.complete {
         manifest.complete = true;
+        manifest.end = Some(RunEnd {
+            how: "exit".into(),
+            exit_code: Some(0),
+            tid: Some(1000),
+            ..Default::default()
+        });
         manifest.ended_at = Some(qtrace_format::manifest::now_rfc3339());
     }
     manifest.write(root).unwrap();

@@ -1,0 +1,31 @@
+//! How the commands that read a trace open it: strictly (a missing or
+//! damaged part is an error naming it) or, with `--skip-corrupt`, leaving
+//! such parts out with one warning each on stderr.
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::Result;
+use qtrace_format::Trace;
+
+#[derive(clap::Args, Clone, Copy, Debug, Default)]
+pub struct ReadArgs {
+    /// Go on without parts that are missing or fail their checksum, with a
+    /// warning on stderr for each (the results then leave their rows out).
+    #[arg(long, global = true)]
+    pub skip_corrupt: bool,
+}
+
+impl ReadArgs {
+    pub fn open(&self, dir: &Path) -> Result<Trace> {
+        let trace = Trace::open(dir)?;
+        Ok(if self.skip_corrupt {
+            // Not eprintln!, which panics when stderr is closed.
+            trace.skip_corrupt(|skipped| {
+                let _ = writeln!(std::io::stderr(), "warning: skipping {skipped}");
+            })
+        } else {
+            trace
+        })
+    }
+}
