@@ -714,6 +714,7 @@ fn verify_trace(trace: &Trace, rel: &str, depth: usize) -> Report {
         ranges: &ranges,
         dropped: &dropped,
         finished,
+        stopped: !m.complete && !m.errors.is_empty(),
     };
     threads.check(m, &mut problems, &mut notes);
     if finished {
@@ -905,6 +906,9 @@ struct Threads<'a> {
     dropped: &'a Dropped,
     /// Whether the run ended.
     finished: bool,
+    /// The recorder stopped early, and says why in the manifest's `errors`
+    /// (a write failed): what follows the sealed parts was never written.
+    stopped: bool,
 }
 
 impl Threads<'_> {
@@ -917,6 +921,7 @@ impl Threads<'_> {
             ranges,
             dropped,
             finished,
+            stopped,
         } = *self;
         for t in m.threads.iter().filter(|t| t.block_events > 0) {
             let (first, last) = (t.first_seq, t.first_seq.saturating_add(t.block_events - 1));
@@ -978,13 +983,18 @@ impl Threads<'_> {
                 }
                 _ => covered == 0,
             };
-            if !finished && prefix_whole {
+            if (!finished || stopped) && prefix_whole {
                 let upto = match sealed_end {
                     Some(end) if end >= first => format!("up to seq {}", end.min(last)),
                     _ => "none of it".to_string(),
                 };
+                let why = if finished {
+                    "the recording stopped early (see the manifest's errors)"
+                } else {
+                    "the run never finished"
+                };
                 notes.push(format!(
-                    "{who}: the run never finished; sealed parts hold {upto} ({} rows not sealed)",
+                    "{who}: {why}; sealed parts hold {upto} ({} rows not sealed)",
                     want - covered
                 ));
             } else {
