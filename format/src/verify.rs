@@ -576,10 +576,17 @@ impl Report {
 /// report.
 pub fn verify(root: &Path) -> Result<Report> {
     let trace = Trace::open(root)?;
-    Ok(verify_trace(&trace, "", 0))
+    Ok(verify_trace(&trace, "", &[canonical(root)]))
 }
 
-fn verify_trace(trace: &Trace, rel: &str, depth: usize) -> Report {
+/// A trace's directory, links resolved, to see a child trace that is a link
+/// to one above it.
+fn canonical(dir: &Path) -> PathBuf {
+    dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf())
+}
+
+/// `above`: the traces it is a child of (and itself), outermost first.
+fn verify_trace(trace: &Trace, rel: &str, above: &[PathBuf]) -> Report {
     let root = trace.root();
     let m = trace.manifest();
     let rel_of = |p: &str| {
@@ -751,7 +758,7 @@ fn verify_trace(trace: &Trace, rel: &str, depth: usize) -> Report {
         })
         .collect();
 
-    let children = verify_children(trace, rel, depth, &mut problems);
+    let children = verify_children(trace, rel, above, &mut problems);
 
     Report {
         path: rel.to_string(),
@@ -1069,7 +1076,7 @@ fn check_totals(m: &Manifest, ranges: &Ranges, dropped: &Dropped, problems: &mut
 fn verify_children(
     trace: &Trace,
     rel: &str,
-    depth: usize,
+    above: &[PathBuf],
     problems: &mut Vec<Problem>,
 ) -> Vec<Report> {
     let root = trace.root();
@@ -1107,7 +1114,7 @@ fn verify_children(
         } else {
             format!("{rel}/{dir}")
         };
-        if depth + 1 > MAX_DEPTH {
+        if above.len() >= MAX_DEPTH {
             problems.push(Problem {
                 kind: "child",
                 what: format!("{child_rel}: nested too deep, not verified"),
@@ -1123,7 +1130,19 @@ fn verify_children(
             continue;
         }
         match Trace::open(&path) {
-            Ok(child) => reports.push(verify_trace(&child, &child_rel, depth + 1)),
+            Ok(child) => {
+                let dir = canonical(&path);
+                if above.contains(&dir) {
+                    problems.push(Problem {
+                        kind: "child",
+                        what: format!("{child_rel}: a link to a trace above it, not followed"),
+                    });
+                    continue;
+                }
+                let mut chain = above.to_vec();
+                chain.push(dir);
+                reports.push(verify_trace(&child, &child_rel, &chain));
+            }
             Err(e) => problems.push(Problem {
                 kind: "child",
                 what: e.to_string(),
@@ -1391,6 +1410,21 @@ mod tests {
         m.write(&root).unwrap();
         let r = verify(&root).unwrap();
         assert!(r.ok(), "{:?}", r.problems);
+    }
+
+    #[test]
+    fn a_child_that_links_back_is_not_followed() {
+        let (_tmp, root, _) = trace();
+        std::fs::create_dir(root.join(PROCESSES)).unwrap();
+        std::os::unix::fs::symlink(&root, root.join(PROCESSES).join("pid=9")).unwrap();
+        let r = verify(&root).unwrap();
+        assert_eq!(kinds(&r), ["child"], "{:?}", r.problems);
+        assert!(
+            r.problems[0].what.contains("not followed"),
+            "{:?}",
+            r.problems
+        );
+        assert!(r.children.is_empty());
     }
 
     #[test]

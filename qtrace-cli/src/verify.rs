@@ -85,7 +85,7 @@ fn write_report(w: &mut impl Write, r: &Report) -> Result<()> {
     } else {
         "incomplete: recording did not finish"
     };
-    writeln!(w, "status    {m_status}")?;
+    writeln!(w, "recording {m_status}")?;
     writeln!(w, "ended     {}", end_text(r.end.as_ref(), r.complete))?;
     if r.pid != 0 {
         match r.parent_pid {

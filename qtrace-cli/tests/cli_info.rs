@@ -110,3 +110,67 @@ fn says_plainly_when_the_recording_did_not_finish() {
     assert_eq!(v["ended_at"], Value::Null);
     assert_eq!(v["tables"]["block_counts"]["parts"], 0);
 }
+
+#[test]
+fn says_how_the_run_ended_what_was_dropped_and_forked() {
+    let t = Sample::new(Spec::default());
+    let field = |out: &str, key: &str| -> String {
+        out.lines()
+            .find_map(|l| l.strip_prefix(key).map(|v| v.trim().to_string()))
+            .unwrap_or_else(|| panic!("no {key} in\n{out}"))
+    };
+    let out = stdout_of(["info", t.path()]);
+    assert_eq!(field(&out, "how it ended"), "exit 0, thread 1000");
+    assert_eq!(field(&out, "pid"), "1000");
+    let listed: usize = Table::ALL.iter().map(|&tb| t.parts(tb).len()).sum();
+    assert_eq!(field(&out, "parts listed"), listed.to_string());
+    assert_eq!(field(&out, "dropped rows"), "0");
+
+    let mut m = qtrace_format::Manifest::read(&t.root).unwrap();
+    m.end = Some(qtrace_format::manifest::RunEnd {
+        how: "signal".into(),
+        signal: Some(2),
+        signal_name: Some("SIGINT".into()),
+        ..Default::default()
+    });
+    m.dropped.push(qtrace_format::manifest::Dropped {
+        table: "blocks".into(),
+        vcpu: 1,
+        rows: 7,
+        ranges: vec![(3, 7)],
+    });
+    m.children.push(qtrace_format::manifest::ChildProcess {
+        pid: 1001,
+        path: "processes/pid=1001".into(),
+        vcpu: 0,
+        tid: 1000,
+        block_seq: 12,
+    });
+    m.errors.push("blocks vCPU 1: write failed".into());
+    m.write(&t.root).unwrap();
+    let out = stdout_of(["info", t.path()]);
+    assert_eq!(field(&out, "how it ended"), "signal SIGINT (2)");
+    assert_eq!(field(&out, "dropped rows"), "7 (blocks vCPU 1: 7)");
+    assert_eq!(
+        field(&out, "recorder error:"),
+        "blocks vCPU 1: write failed"
+    );
+    let child = out
+        .lines()
+        .find(|l| l.ends_with("processes/pid=1001"))
+        .unwrap_or_else(|| panic!("no child in\n{out}"));
+    let words: Vec<&str> = child.split_whitespace().collect();
+    assert_eq!(words[..4], ["1001", "0", "1000", "12"]);
+    assert!(
+        words[4].ends_with("run.parquet/processes/pid=1001"),
+        "{child}"
+    );
+
+    let v: Value =
+        serde_json::from_str(&stdout_of(["info", t.path(), "--format", "json"])).unwrap();
+    assert_eq!(v["end"]["signal_name"], "SIGINT");
+    assert_eq!(v["parts_listed"], listed as u64);
+    assert_eq!(v["dropped"][0]["rows"], 7);
+    assert_eq!(v["children"][0]["pid"], 1001);
+    assert_eq!(v["errors"][0], "blocks vCPU 1: write failed");
+}
