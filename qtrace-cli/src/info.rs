@@ -348,27 +348,14 @@ fn hit_text(h: &TriggerHit) -> String {
 /// How the run ended, from the manifest's `end`: `exit 0`, `signal SIGINT
 /// (2)`, `crash SIGSEGV (11)`, `exec`, or why there is no end.
 pub fn end_text(end: Option<&RunEnd>, complete: bool) -> String {
-    let Some(end) = end else {
-        return if complete {
-            "-".to_string()
-        } else {
-            "never finished (killed, or still recording)".to_string()
-        };
-    };
-    let mut text = or_dash(&end.how).to_string();
-    if let Some(code) = end.exit_code {
-        text.push_str(&format!(" {code}"));
+    match end {
+        None if complete => "-".to_string(),
+        None => "never finished (killed, or still recording)".to_string(),
+        Some(end) => match end.tid {
+            Some(tid) => format!("{}, thread {tid}", end.describe()),
+            None => end.describe(),
+        },
     }
-    match (&end.signal_name, end.signal) {
-        (Some(name), Some(n)) => text.push_str(&format!(" {name} ({n})")),
-        (Some(name), None) => text.push_str(&format!(" {name}")),
-        (None, Some(n)) => text.push_str(&format!(" signal {n}")),
-        (None, None) => {}
-    }
-    if let Some(tid) = end.tid {
-        text.push_str(&format!(", thread {tid}"));
-    }
-    text
 }
 
 fn pid_text(m: &Manifest) -> String {

@@ -120,7 +120,10 @@ fn says_how_the_run_ended_what_was_dropped_and_forked() {
             .unwrap_or_else(|| panic!("no {key} in\n{out}"))
     };
     let out = stdout_of(["info", t.path()]);
-    assert_eq!(field(&out, "how it ended"), "exit 0, thread 1000");
+    assert_eq!(
+        field(&out, "how it ended"),
+        "exited with status 0, thread 1000"
+    );
     assert_eq!(field(&out, "pid"), "1000");
     let listed: usize = Table::ALL.iter().map(|&tb| t.parts(tb).len()).sum();
     assert_eq!(field(&out, "parts listed"), listed.to_string());
@@ -149,7 +152,7 @@ fn says_how_the_run_ended_what_was_dropped_and_forked() {
     m.errors.push("blocks vCPU 1: write failed".into());
     m.write(&t.root).unwrap();
     let out = stdout_of(["info", t.path()]);
-    assert_eq!(field(&out, "how it ended"), "signal SIGINT (2)");
+    assert_eq!(field(&out, "how it ended"), "killed by SIGINT");
     assert_eq!(field(&out, "dropped rows"), "7 (blocks vCPU 1: 7)");
     assert_eq!(
         field(&out, "recorder error:"),
