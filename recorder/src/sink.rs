@@ -685,25 +685,37 @@ mod tests {
     use super::*;
     use qtrace_format::Trace;
 
-    #[test]
-    fn writes_every_batch_in_order_and_seals_parts() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("t.parquet");
+    /// A sink writing into `dir/t.parquet`, and its ledger.
+    fn start(
+        dir: &Path,
+        writers: usize,
+        max_memory: u64,
+        limits: PartLimits,
+    ) -> (PathBuf, Sink, Arc<Ledger>) {
+        let root = dir.join("t.parquet");
         std::fs::create_dir_all(&root).unwrap();
         let ledger = Arc::new(Ledger::new(&root, qtrace_format::Manifest::new()));
         let sink = Sink::start(&SinkConfig {
             root: root.clone(),
             buffer: 1000,
-            writers: 2,
-            max_memory: 8000,
+            writers,
+            max_memory,
             zstd: 3,
-            limits: PartLimits {
-                max_rows: 2000,
-                max_age: Duration::from_secs(60),
-            },
+            limits,
             ledger: ledger.clone(),
         })
         .unwrap();
+        (root, sink, ledger)
+    }
+
+    #[test]
+    fn writes_every_batch_in_order_and_seals_parts() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = PartLimits {
+            max_rows: 2000,
+            max_age: Duration::from_secs(60),
+        };
+        let (root, sink, ledger) = start(dir.path(), 2, 8000, limits);
         for vcpu in 0..3u32 {
             for k in 0..5u64 {
                 let ids = vec![vcpu * 10 + k as u32; 1000];
@@ -743,20 +755,8 @@ mod tests {
     #[test]
     fn drop_mode_counts_what_it_drops() {
         let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("t.parquet");
-        std::fs::create_dir_all(&root).unwrap();
-        let ledger = Arc::new(Ledger::new(&root, qtrace_format::Manifest::new()));
-        let sink = Sink::start(&SinkConfig {
-            root: root.clone(),
-            buffer: 1000,
-            writers: 1,
-            // One batch of 1000 ids (4000 bytes) in flight at most.
-            max_memory: 4000,
-            zstd: 3,
-            limits: PartLimits::default(),
-            ledger: ledger.clone(),
-        })
-        .unwrap();
+        // One batch of 1000 ids (4000 bytes) in flight at most.
+        let (root, sink, ledger) = start(dir.path(), 1, 4000, PartLimits::default());
         let (mut taken, mut dropped) = (0u64, 0u64);
         for k in 0..200u64 {
             let batch = BlockBatch {

@@ -82,25 +82,7 @@ pub fn record_beside(
     let dir = tempfile::tempdir().unwrap();
     let trace = dir.path().join("run.parquet");
     let log = dir.path().join("plugin.log");
-    recorder();
-    let mut cmd = no_aslr(&qtrace_exe());
-    cmd.arg("record").arg("--clean-env").arg("-o").arg(&trace);
-    for o in options {
-        cmd.arg("-O").arg(o);
-    }
-    if !plugins.is_empty() {
-        for a in ["-d", "plugin", "-D"] {
-            cmd.arg(format!("--qemu-arg={a}"));
-        }
-        cmd.arg(format!("--qemu-arg={}", log.display()));
-    }
-    for plugin in plugins {
-        cmd.arg("--qemu-arg=-plugin");
-        cmd.arg(format!("--qemu-arg={}", plugin_spec(plugin)));
-    }
-    let out = cmd
-        .arg("--")
-        .args(argv)
+    let out = record_command(&trace, argv, options, plugins, &log)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .output()
