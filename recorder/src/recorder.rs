@@ -690,7 +690,7 @@ impl Plugin for Recorder {
         match syscall_names::name(state.syscall_names, num) {
             Some("rt_sigaction") => signals::route(),
             Some("fork" | "vfork" | "clone" | "clone3") => after_fork_call(state, vcpu, ret),
-            Some("execve" | "execveat") => after_failed_exec(state, vcpu),
+            Some("execve" | "execveat") => after_failed_exec(vcpu),
             _ => {}
         }
         state.modules.on_syscall_ret(vcpu, num, ret);
@@ -1357,7 +1357,7 @@ static EXEC_ROW: AtomicBool = AtomicBool::new(false);
 
 /// The return of an execve, which failed (a successful one does not
 /// return): the recording goes on as if nothing had been sealed.
-fn after_failed_exec(state: &State, vcpu: u32) {
+fn after_failed_exec(vcpu: u32) {
     let Some(session) = session::current() else {
         return;
     };
@@ -1369,7 +1369,6 @@ fn after_failed_exec(state: &State, vcpu: u32) {
         m.complete = false;
     });
     let _ = session.ledger.write_now();
-    let _ = state;
 }
 
 /// At a system call: hands over the vCPU's buffers if they have waited
