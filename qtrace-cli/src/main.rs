@@ -6,8 +6,12 @@
 mod info;
 mod locate;
 mod output;
+#[allow(dead_code)] // Used by the commands of issue 5, arriving.
+mod places;
 mod reading;
 mod record;
+#[allow(dead_code)] // Used by the commands of issue 5, arriving.
+mod rows;
 mod top_blocks;
 mod verify;
 

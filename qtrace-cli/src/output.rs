@@ -18,6 +18,8 @@ pub enum Format {
     Csv,
     /// A JSON array of objects.
     Json,
+    /// One JSON object per line (JSON lines).
+    Jsonl,
 }
 
 /// Buffered stdout: commands print many short lines.
@@ -121,6 +123,19 @@ fn csv_field(s: &str) -> Cow<'_, str> {
 pub fn write_json(w: &mut impl Write, value: &serde_json::Value) -> io::Result<()> {
     serde_json::to_writer_pretty(&mut *w, value)?;
     w.write_all(b"\n")
+}
+
+/// A JSON array as JSON lines: one element per line.
+pub fn write_json_lines(w: &mut impl Write, value: &serde_json::Value) -> io::Result<()> {
+    let items = match value {
+        serde_json::Value::Array(items) => items.as_slice(),
+        other => std::slice::from_ref(other),
+    };
+    for item in items {
+        serde_json::to_writer(&mut *w, item)?;
+        w.write_all(b"\n")?;
+    }
+    Ok(())
 }
 
 /// Quotes a command line for display so that it can be pasted into a shell.

@@ -100,6 +100,7 @@ pub fn run(args: Args, read: &ReadArgs) -> Result<()> {
         Format::Table => write_table(&mut out, &ranked, &dict, args.disas)?,
         Format::Csv => write_csv(&mut out, &ranked, &dict, args.disas)?,
         Format::Json => output::write_json(&mut out, &to_json(&ranked, &dict, args.disas))?,
+        Format::Jsonl => output::write_json_lines(&mut out, &to_json(&ranked, &dict, args.disas))?,
     }
     out.flush()?;
     Ok(())
