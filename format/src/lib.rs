@@ -20,6 +20,7 @@
 
 use std::path::{Path, PathBuf};
 
+pub mod block_stream;
 pub mod blocks_writer;
 pub mod elf;
 pub mod layout;

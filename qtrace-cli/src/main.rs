@@ -54,6 +54,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
 
 fn main() -> ExitCode {
     qtrace_format::reader::quiet_contained_panics();
+    keep_freed_memory();
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => ExitCode::from(code),
@@ -63,6 +64,18 @@ fn main() -> ExitCode {
             eprintln!("error: {}", one_line(&e));
             ExitCode::from(1)
         }
+    }
+}
+
+/// Scans decompress pages of a few MiB by the thousand; glibc would map
+/// and unmap each (its threshold for mmap starts at 128 KiB; 32 MiB is its maximum), and the page
+/// faults cost more than the decompression. Such buffers come from the
+/// heap instead, and freed memory stays for the next page.
+fn keep_freed_memory() {
+    // SAFETY: mallopt only sets allocator parameters, before any thread.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 256 << 20);
     }
 }
 

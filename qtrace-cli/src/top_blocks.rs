@@ -16,6 +16,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Result};
 use arrow_array::{Array, StringArray, UInt32Array, UInt64Array};
 use clap::ValueEnum;
+use qtrace_format::block_stream::Blocks;
 use qtrace_format::schema::{self, col};
 use qtrace_format::symbols::{Resolver, DEFAULT_DEBUG_DIR};
 use qtrace_format::{scan, BlockInfo, InsnInfo, PartPath, Table, Trace};
@@ -119,6 +120,26 @@ struct Counts {
 const DENSE_IDS: u32 = 1 << 22;
 
 impl Counts {
+    /// Counts with room for ids `0..n` (a trace's distinct blocks), so
+    /// that counting known ids never grows the vector.
+    fn with_ids(n: u64) -> Counts {
+        Counts {
+            dense: vec![0; n.min(u64::from(DENSE_IDS)) as usize],
+            sparse: HashMap::new(),
+        }
+    }
+
+    /// One execution of each id. The common case (an id the vector holds)
+    /// is one bounds check and an increment.
+    fn add_all(&mut self, ids: &[u32]) {
+        for &id in ids {
+            match self.dense.get_mut(id as usize) {
+                Some(n) => *n += 1,
+                None => self.add(id, 1),
+            }
+        }
+    }
+
     fn add(&mut self, id: u32, n: u64) {
         if id < DENSE_IDS {
             let i = id as usize;
@@ -177,17 +198,12 @@ fn from_events(trace: &Trace, vcpu: Option<u32>) -> Result<Counts> {
         .into_iter()
         .filter(|p| vcpu.is_none_or(|v| p.vcpu == Some(v)))
         .collect();
-    let counts = scan(
-        &parts,
-        &[col::BLOCK_ID],
-        Counts::default,
-        |mut acc, batch, _| {
-            let ids: &UInt32Array = schema::column(batch, col::BLOCK_ID)?;
-            for &id in ids.values() {
-                acc.add(id, 1);
-            }
-            Ok(acc)
-        },
+    let distinct = trace.manifest().distinct_blocks;
+    let blocks = Blocks::open(&parts)?;
+    let counts = blocks.scan(
+        None,
+        || Counts::with_ids(distinct),
+        |acc, run| acc.add_all(run.ids),
         Counts::merge,
     )?;
     Ok(counts)
