@@ -8,6 +8,7 @@ mod locate;
 mod output;
 #[allow(dead_code)] // Used by the commands of issue 5, arriving.
 mod places;
+mod progress;
 mod reading;
 mod record;
 #[allow(dead_code)] // Used by the commands of issue 5, arriving.

@@ -53,6 +53,17 @@ pub struct Rows<W: Write> {
     pending: Vec<Vec<String>>,
     widths: Option<Vec<usize>>,
     rows: u64,
+    /// Table only: the header in bold.
+    colour: bool,
+}
+
+impl Rows<std::io::BufWriter<std::io::StdoutLock<'static>>> {
+    /// Rows on stdout, buffered, with colour where stdout takes it.
+    pub fn stdout(format: Format, columns: &[Column]) -> io::Result<Self> {
+        let mut rows = Rows::new(output::stdout(), format, columns)?;
+        rows.colour = crate::progress::colour();
+        Ok(rows)
+    }
 }
 
 impl<W: Write> Rows<W> {
@@ -65,6 +76,7 @@ impl<W: Write> Rows<W> {
             pending: Vec::new(),
             widths: None,
             rows: 0,
+            colour: false,
         };
         if format == Format::Csv {
             let names: Vec<&str> = columns.iter().map(|c| c.name).collect();
@@ -149,7 +161,14 @@ impl<W: Write> Rows<W> {
             }
         }
         let header: Vec<String> = self.columns.iter().map(|c| c.name.to_string()).collect();
-        write_aligned(&mut self.out, &self.columns, &widths, &header)?;
+        if self.colour {
+            let mut line = Vec::new();
+            write_aligned(&mut line, &self.columns, &widths, &header)?;
+            let line = String::from_utf8_lossy(&line);
+            writeln!(self.out, "{}", crate::progress::bold(line.trim_end(), true))?;
+        } else {
+            write_aligned(&mut self.out, &self.columns, &widths, &header)?;
+        }
         for row in std::mem::take(&mut self.pending) {
             write_aligned(&mut self.out, &self.columns, &widths, &row)?;
         }

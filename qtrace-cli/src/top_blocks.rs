@@ -23,6 +23,7 @@ use qtrace_format::{scan, BlockInfo, InsnInfo, PartPath, Table, Trace};
 use serde_json::json;
 
 use crate::output::{self, Align, Format, TextTable};
+use crate::progress::Progress;
 use crate::reading::ReadArgs;
 
 #[derive(clap::Args)]
@@ -200,10 +201,14 @@ fn from_events(trace: &Trace, vcpu: Option<u32>) -> Result<Counts> {
         .collect();
     let distinct = trace.manifest().distinct_blocks;
     let blocks = Blocks::open(&parts)?;
+    let progress = Progress::new(blocks.rows(), "block events");
     let counts = blocks.scan(
         None,
         || Counts::with_ids(distinct),
-        |acc, run| acc.add_all(run.ids),
+        |acc, run| {
+            acc.add_all(run.ids);
+            progress.add(run.ids.len() as u64);
+        },
         Counts::merge,
     )?;
     Ok(counts)
