@@ -497,9 +497,9 @@ mod tests {
 
         let blocks = Blocks::open(std::slice::from_ref(&slow)).unwrap();
         assert_eq!(blocks.groups()[0].tid, None, "one row group, two threads");
-        let all = rows_of(&[fast.clone()], None);
+        let all = rows_of(std::slice::from_ref(&fast), None);
         assert_eq!(all.len(), 305_000);
-        assert_eq!(all, rows_of(&[slow.clone()], None));
+        assert_eq!(all, rows_of(std::slice::from_ref(&slow), None));
         assert_eq!(all[299_999], (7, 299_999, ids_a[299_999]));
         assert_eq!(all[300_000], (8, 300_000, 0));
         let window = 299_990..300_010;
