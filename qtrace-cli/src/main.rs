@@ -45,6 +45,7 @@ enum Command {
 }
 
 fn run(cli: Cli) -> anyhow::Result<u8> {
+    cli.read.set_threads()?;
     match cli.command {
         Command::Record(args) => record::run(args),
         Command::Info(args) => info::run(args, &cli.read).map(|()| 0),
@@ -100,4 +101,16 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
                 Some(qtrace_format::Error::Io { error, .. }) if broken(error)
             )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Catches clashing flags (a command's `-j` against the global one...)
+    /// that clap only reports at run time.
+    #[test]
+    fn the_command_line_is_well_formed() {
+        super::Cli::command().debug_assert();
+    }
 }
