@@ -256,10 +256,7 @@ mod tests {
     #[test]
     fn combines_by_key_across_load_addresses() {
         let runs = [run(0x7000_0000, [1, 2, 0]), run(0x5000_0000, [0, 5, 7])];
-        assert_eq!(
-            offsets(&runs, Op::Union),
-            [(0x10, 1), (0x20, 7), (0x30, 7)]
-        );
+        assert_eq!(offsets(&runs, Op::Union), [(0x10, 1), (0x20, 7), (0x30, 7)]);
         assert_eq!(offsets(&runs, Op::Intersect), [(0x20, 7)]);
         assert_eq!(offsets(&runs, Op::Diff), [(0x10, 1)]);
         let swapped = [run(0x5000_0000, [0, 5, 7]), run(0x7000_0000, [1, 2, 0])];

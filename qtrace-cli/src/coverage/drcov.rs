@@ -62,7 +62,10 @@ pub fn write(
     writeln!(w, "DRCOV VERSION: 2")?;
     writeln!(w, "DRCOV FLAVOR: {flavor}")?;
     writeln!(w, "Module Table: version 2, count {}", modules.len())?;
-    writeln!(w, "Columns: id, base, end, entry, checksum, timestamp, path")?;
+    writeln!(
+        w,
+        "Columns: id, base, end, entry, checksum, timestamp, path"
+    )?;
     for (id, m) in modules.iter().enumerate() {
         let path = m.path.replace(['\n', '\r'], "?");
         writeln!(

@@ -151,7 +151,12 @@ fn load(trace: &Trace, source: Source) -> Result<Run> {
     let places = Places::load(trace)?;
     // Ids are dense from 0, so the dictionary's highest id sizes the
     // counters; an id beyond it cannot be placed anyway.
-    let n = places.dict.iter().map(|b| b.id as usize + 1).max().unwrap_or(0);
+    let n = places
+        .dict
+        .iter()
+        .map(|b| b.id as usize + 1)
+        .max()
+        .unwrap_or(0);
     let use_events = match source {
         Source::Events => true,
         Source::Counts => false,
