@@ -16,6 +16,7 @@ mod algebra;
 mod drcov;
 mod report;
 
+use std::collections::HashSet;
 use std::fs::File;
 use std::io::{BufWriter, IsTerminal, Write};
 use std::path::PathBuf;
@@ -185,17 +186,19 @@ fn load(trace: &Trace, source: Source) -> Result<Run> {
 }
 
 /// Executions per block id below `n`, from `block_counts` (all vCPUs), and
-/// how many of its rows name an id at or beyond `n`.
+/// the number of distinct ids at or beyond `n` it names.
 fn from_counts(trace: &Trace, n: usize) -> Result<(Vec<u64>, u64)> {
     let mut execs = vec![0u64; n];
-    let mut beyond = 0;
+    let mut beyond = HashSet::new();
     for row in trace.block_counts()? {
         match execs.get_mut(row.block_id as usize) {
             Some(e) => *e += row.execs,
-            None => beyond += 1,
+            None => {
+                beyond.insert(row.block_id);
+            }
         }
     }
-    Ok((execs, beyond))
+    Ok((execs, beyond.len() as u64))
 }
 
 /// Executions per block id below `n`, counted over every `blocks` event of
@@ -208,7 +211,7 @@ fn count_events(trace: &Trace, n: usize) -> Result<(Vec<u64>, u64)> {
     #[derive(Default)]
     struct Acc {
         execs: Vec<u64>,
-        beyond: std::collections::HashSet<u32>,
+        beyond: HashSet<u32>,
     }
     let parts = trace.parts(Table::Blocks)?;
     let acc = scan(
@@ -278,7 +281,7 @@ fn write_drcov(
             outside += 1;
             continue;
         };
-        let Ok(start) = u32::try_from(p.addr - space.modules[mi].module.base) else {
+        let Ok(start) = u32::try_from(p.addr.wrapping_sub(space.modules[mi].module.base)) else {
             far += 1;
             continue;
         };

@@ -123,7 +123,7 @@ impl<'a> Report<'a> {
         for p in self.placed {
             let Some(b) = self.block(p) else { continue };
             let offset = p.module.map_or(Value::Null, |i| {
-                hex(p.addr - self.space.modules[i].module.base)
+                hex(p.addr.wrapping_sub(self.space.modules[i].module.base))
             });
             let symbol = self.symbol(p, b);
             out.push(vec![
