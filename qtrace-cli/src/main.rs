@@ -3,6 +3,7 @@
 //! This file only parses arguments and turns the outcome into an exit code;
 //! each command lives in its own module.
 
+mod coverage;
 mod info;
 mod locate;
 mod output;
@@ -39,6 +40,9 @@ enum Command {
     Info(info::Args),
     /// List the most executed blocks of a trace.
     TopBlocks(top_blocks::Args),
+    /// Which code ran: a drcov file, address lists, totals per function or
+    /// module; union, intersection or difference of several traces.
+    Coverage(coverage::Args),
     /// Check every part of a trace against its manifest (sizes, checksums,
     /// rows, sequence numbers), and say what a cut-short run left.
     Verify(verify::Args),
@@ -51,6 +55,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Info(args) => info::run(args, &cli.read).map(|()| 0),
         Command::TopBlocks(args) => top_blocks::run(args, &cli.read).map(|()| 0),
         Command::Verify(args) => verify::run(args),
+        Command::Coverage(args) => coverage::run(args, &cli.read).map(|()| 0),
     }
 }
 

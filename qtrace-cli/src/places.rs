@@ -89,6 +89,11 @@ impl Places {
         self.module_of[i].map(|m| &self.modules[m])
     }
 
+    /// The index into `modules` of the module holding a block, by block id.
+    pub fn module_index(&self, id: u32) -> Option<usize> {
+        self.module_of[*self.index.get(&id)?]
+    }
+
     /// The block's offset from its module's base (its address outside
     /// modules).
     pub fn offset(&self, id: u32) -> Option<u64> {
