@@ -3,11 +3,11 @@
 //! This file only parses arguments and turns the outcome into an exit code;
 //! each command lives in its own module.
 
+mod counts;
 mod coverage;
 mod info;
 mod locate;
 mod output;
-#[allow(dead_code)] // Used by the commands of issue 5, arriving.
 mod places;
 mod progress;
 mod reading;

@@ -16,14 +16,13 @@ use std::path::PathBuf;
 use anyhow::{bail, Result};
 use arrow_array::{Array, StringArray, UInt32Array, UInt64Array};
 use clap::ValueEnum;
-use qtrace_format::block_stream::Blocks;
 use qtrace_format::schema::{self, col};
 use qtrace_format::symbols::{Resolver, DEFAULT_DEBUG_DIR};
-use qtrace_format::{scan, BlockInfo, InsnInfo, PartPath, Table, Trace};
+use qtrace_format::{scan, BlockInfo, InsnInfo, Table, Trace};
 use serde_json::json;
 
+use crate::counts::{self, Counts, Source};
 use crate::output::{self, Align, Format, TextTable};
-use crate::progress::Progress;
 use crate::reading::ReadArgs;
 
 #[derive(clap::Args)]
@@ -64,23 +63,9 @@ enum By {
     Insns,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-enum Source {
-    Auto,
-    Counts,
-    Events,
-}
-
 pub fn run(args: Args, read: &ReadArgs) -> Result<()> {
     let trace = read.open(&args.dir)?;
-    let counts = match args.source {
-        Source::Counts => from_counts(&trace, args.vcpu)?,
-        Source::Events => from_events(&trace, args.vcpu)?,
-        Source::Auto if trace.parts(Table::BlockCounts)?.is_empty() => {
-            from_events(&trace, args.vcpu)?
-        }
-        Source::Auto => from_counts(&trace, args.vcpu)?,
-    };
+    let counts = counts::load(&trace, args.source, args.vcpu)?;
     if let Some(v) = args.vcpu {
         if counts.is_empty() {
             check_vcpu_exists(&trace, v)?;
@@ -106,112 +91,6 @@ pub fn run(args: Args, read: &ReadArgs) -> Result<()> {
     }
     out.flush()?;
     Ok(())
-}
-
-/// Executions per block id. Ids are allocated densely from 0, so most land
-/// in a vector; a map takes any huge id a damaged file might hold rather
-/// than letting it size the vector.
-#[derive(Default)]
-struct Counts {
-    dense: Vec<u64>,
-    sparse: HashMap<u32, u64>,
-}
-
-/// Ids below this are counted in the vector (8 bytes each, per scan task).
-const DENSE_IDS: u32 = 1 << 22;
-
-impl Counts {
-    /// Counts with room for ids `0..n` (a trace's distinct blocks), so
-    /// that counting known ids never grows the vector.
-    fn with_ids(n: u64) -> Counts {
-        Counts {
-            dense: vec![0; n.min(u64::from(DENSE_IDS)) as usize],
-            sparse: HashMap::new(),
-        }
-    }
-
-    /// One execution of each id. The common case (an id the vector holds)
-    /// is one bounds check and an increment.
-    fn add_all(&mut self, ids: &[u32]) {
-        for &id in ids {
-            match self.dense.get_mut(id as usize) {
-                Some(n) => *n += 1,
-                None => self.add(id, 1),
-            }
-        }
-    }
-
-    fn add(&mut self, id: u32, n: u64) {
-        if id < DENSE_IDS {
-            let i = id as usize;
-            if i >= self.dense.len() {
-                self.dense.resize(i + 1, 0);
-            }
-            self.dense[i] += n;
-        } else {
-            *self.sparse.entry(id).or_default() += n;
-        }
-    }
-
-    fn merge(mut self, mut other: Counts) -> Counts {
-        if other.dense.len() > self.dense.len() {
-            std::mem::swap(&mut self, &mut other);
-        }
-        for (a, b) in self.dense.iter_mut().zip(&other.dense) {
-            *a += b;
-        }
-        for (id, n) in other.sparse {
-            *self.sparse.entry(id).or_default() += n;
-        }
-        self
-    }
-
-    fn is_empty(&self) -> bool {
-        self.dense.iter().all(|&n| n == 0) && self.sparse.values().all(|&n| n == 0)
-    }
-
-    /// (block id, executions) of every block that executed.
-    fn into_nonzero(self) -> impl Iterator<Item = (u32, u64)> {
-        let dense = self
-            .dense
-            .into_iter()
-            .enumerate()
-            .map(|(id, n)| (id as u32, n));
-        dense.chain(self.sparse).filter(|&(_, n)| n > 0)
-    }
-}
-
-fn from_counts(trace: &Trace, vcpu: Option<u32>) -> Result<Counts> {
-    let mut counts = Counts::default();
-    for row in trace.block_counts()? {
-        if vcpu.is_none_or(|v| v == row.vcpu) {
-            counts.add(row.block_id, row.execs);
-        }
-    }
-    Ok(counts)
-}
-
-fn from_events(trace: &Trace, vcpu: Option<u32>) -> Result<Counts> {
-    // The partition says which vCPU a part belongs to, so other vCPUs'
-    // parts are never opened.
-    let parts: Vec<PartPath> = trace
-        .parts(Table::Blocks)?
-        .into_iter()
-        .filter(|p| vcpu.is_none_or(|v| p.vcpu == Some(v)))
-        .collect();
-    let distinct = trace.manifest().distinct_blocks;
-    let blocks = Blocks::open(&parts)?;
-    let progress = Progress::new(blocks.rows(), "block events");
-    let counts = blocks.scan(
-        None,
-        || Counts::with_ids(distinct),
-        |acc, run| {
-            acc.add_all(run.ids);
-            progress.add(run.ids.len() as u64);
-        },
-        Counts::merge,
-    )?;
-    Ok(counts)
 }
 
 fn check_vcpu_exists(trace: &Trace, vcpu: u32) -> Result<()> {

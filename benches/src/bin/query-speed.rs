@@ -17,7 +17,7 @@
 //! | name        | qtrace                                   | DuckDB                                      |
 //! |-------------|------------------------------------------|---------------------------------------------|
 //! | `top`       | `top-blocks --source events -n 20`       | `GROUP BY block_id` over `a/blocks`, top 20 (ties by `pc`) |
-//! | `cov-diff`  | `coverage a --minus b --source events`   | distinct executed blocks of `a` (`pc`, `code`) `EXCEPT` those of `b` |
+//! | `cov-diff`  | `coverage a b --op diff --source events --as addrs` | distinct executed blocks of `a` (`pc`, `code`) `EXCEPT` those of `b` |
 //! | `diverge`   | `diff a b --first`                       | the least `seq` where the blocks of `a` and `b` (`pc`, `code`) differ, joined on `seq` |
 //! | `syscalls`  | `syscalls -c`                            | `GROUP BY name` over `a/syscalls`           |
 //!
@@ -82,7 +82,7 @@ const QUESTIONS: &[Question] = &[
     },
     Question {
         name: "cov-diff",
-        qtrace: &["coverage", "{a}", "--minus", "{b}", "--source", "events", "--as", "addrs"],
+        qtrace: &["coverage", "{a}", "{b}", "--op", "diff", "--source", "events", "--as", "addrs"],
         sql: "WITH ea AS (SELECT DISTINCT block_id FROM read_parquet('{a}/blocks/*/*.parquet')),
                    eb AS (SELECT DISTINCT block_id FROM read_parquet('{b}/blocks/*/*.parquet'))
               SELECT DISTINCT pc FROM (

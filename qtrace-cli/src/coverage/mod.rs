@@ -16,18 +16,16 @@ mod algebra;
 mod drcov;
 mod report;
 
-use std::collections::HashSet;
 use std::fs::File;
 use std::io::{BufWriter, IsTerminal, Write};
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use arrow_array::UInt32Array;
 use clap::ValueEnum;
-use qtrace_format::schema::{self, col};
 use qtrace_format::symbols::DEFAULT_DEBUG_DIR;
-use qtrace_format::{scan, Table, Trace};
+use qtrace_format::Trace;
 
+use crate::counts::{self, Source};
 use crate::output::{self, Format};
 use crate::places::Places;
 use crate::reading::ReadArgs;
@@ -84,13 +82,6 @@ enum Kind {
     Symbols,
     /// Totals per module.
     Modules,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-enum Source {
-    Auto,
-    Counts,
-    Events,
 }
 
 pub fn run(args: Args, read: &ReadArgs) -> Result<()> {
@@ -158,16 +149,7 @@ fn load(trace: &Trace, source: Source) -> Result<Run> {
         .map(|b| b.id as usize + 1)
         .max()
         .unwrap_or(0);
-    let use_events = match source {
-        Source::Events => true,
-        Source::Counts => false,
-        Source::Auto => trace.parts(Table::BlockCounts)?.is_empty(),
-    };
-    let (execs, unknown) = if use_events {
-        count_events(trace, n)?
-    } else {
-        from_counts(trace, n)?
-    };
+    let (execs, unknown) = counts::load(trace, source, None)?.split_at(n);
     let run = Run::new(places, execs);
     let missing = unknown
         + run
@@ -185,72 +167,6 @@ fn load(trace: &Trace, source: Source) -> Result<Run> {
     Ok(run)
 }
 
-/// Executions per block id below `n`, from `block_counts` (all vCPUs), and
-/// the number of distinct ids at or beyond `n` it names.
-fn from_counts(trace: &Trace, n: usize) -> Result<(Vec<u64>, u64)> {
-    let mut execs = vec![0u64; n];
-    let mut beyond = HashSet::new();
-    for row in trace.block_counts()? {
-        match execs.get_mut(row.block_id as usize) {
-            Some(e) => *e += row.execs,
-            None => {
-                beyond.insert(row.block_id);
-            }
-        }
-    }
-    Ok((execs, beyond.len() as u64))
-}
-
-/// Executions per block id below `n`, counted over every `blocks` event of
-/// every vCPU in parallel (only `block_id` is decoded), and the number of
-/// distinct ids at or beyond `n` seen.
-///
-/// This is the one place that reads the events: a faster raw block reader
-/// can replace the `scan` here without anything else changing.
-fn count_events(trace: &Trace, n: usize) -> Result<(Vec<u64>, u64)> {
-    #[derive(Default)]
-    struct Acc {
-        execs: Vec<u64>,
-        beyond: HashSet<u32>,
-    }
-    let parts = trace.parts(Table::Blocks)?;
-    let acc = scan(
-        &parts,
-        &[col::BLOCK_ID],
-        Acc::default,
-        |mut acc, batch, _| {
-            let ids: &UInt32Array = schema::column(batch, col::BLOCK_ID)?;
-            if acc.execs.is_empty() {
-                acc.execs = vec![0; n];
-            }
-            for &id in ids.values() {
-                match acc.execs.get_mut(id as usize) {
-                    Some(e) => *e += 1,
-                    None => {
-                        acc.beyond.insert(id);
-                    }
-                }
-            }
-            Ok(acc)
-        },
-        |mut a, mut b| {
-            if a.execs.len() < b.execs.len() {
-                std::mem::swap(&mut a, &mut b);
-            }
-            for (x, y) in a.execs.iter_mut().zip(&b.execs) {
-                *x += y;
-            }
-            a.beyond.extend(b.beyond);
-            a
-        },
-    )?;
-    let mut execs = acc.execs;
-    execs.resize(n, 0);
-    Ok((execs, acc.beyond.len() as u64))
-}
-
-/// The drcov file of the result: the module table of the result's space,
-/// and one entry per block inside a module.
 fn write_drcov(
     w: &mut impl Write,
     target: &str,
