@@ -3,6 +3,7 @@
 //! This file only parses arguments and turns the outcome into an exit code;
 //! each command lives in its own module.
 
+mod diff;
 mod info;
 mod locate;
 mod output;
@@ -38,6 +39,9 @@ enum Command {
     Info(info::Args),
     /// List the most executed blocks of a trace.
     TopBlocks(top_blocks::Args),
+    /// Compare two runs: blocks executed only in one, execution counts that
+    /// changed, or (--first) where the runs first part and why.
+    Diff(diff::Args),
     /// Check every part of a trace against its manifest (sizes, checksums,
     /// rows, sequence numbers), and say what a cut-short run left.
     Verify(verify::Args),
@@ -49,6 +53,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Info(args) => info::run(args, &cli.read).map(|()| 0),
         Command::TopBlocks(args) => top_blocks::run(args, &cli.read).map(|()| 0),
         Command::Verify(args) => verify::run(args),
+        Command::Diff(args) => diff::run(args, &cli.read).map(|()| 0),
     }
 }
 
