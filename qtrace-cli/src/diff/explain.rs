@@ -7,7 +7,7 @@
 //!   same calls in both runs, so they are paired in order; the one nearest
 //!   the point whose result (`ret`, `errno`) or data (`syscall_data=`)
 //!   differ is named. Calls that return thread or process ids differ in
-//!   any two runs, so another differing call is preferred to them;
+//!   any two runs whatever the program does, so they are only mentioned;
 //! - loads (`mem=values`): the loads of the last common block, paired in
 //!   order, whose values differ;
 //! - registers (`regs=`): the registers that differ at the last row read at
@@ -73,7 +73,7 @@ struct CallDiff {
     b: Call,
     /// What differs: `call`, `ret`, `data`.
     what: &'static str,
-    /// Other pairs that differ before it.
+    /// Other pairs that differ before it (calls returning ids left out).
     earlier: Vec<String>,
 }
 
@@ -98,6 +98,8 @@ struct RegsDiff {
 /// What explains a divergence, as far as the traces tell.
 pub(super) struct Explanation {
     call: Option<CallDiff>,
+    /// Calls returning ids that differ, which explain nothing by themselves.
+    id_calls: Vec<String>,
     loads: Vec<LoadDiff>,
     regs: Option<RegsDiff>,
     /// What the traces hold to explain with.
@@ -122,7 +124,7 @@ pub(super) fn explain(
             .collect())
     };
     let (sa, sb) = (has(a, Table::Syscalls)?, has(b, Table::Syscalls)?);
-    let call = if !sa.is_empty() && !sb.is_empty() {
+    let (call, id_calls) = if !sa.is_empty() && !sb.is_empty() {
         recorded.push("syscalls".to_string());
         let (ca, cb) = (calls(&sa, seq)?, calls(&sb, seq)?);
         if ca.iter().chain(&cb).any(|c| c.data.is_some()) {
@@ -130,7 +132,7 @@ pub(super) fn explain(
         }
         differing_call(ca, cb)
     } else {
-        None
+        (None, Vec::new())
     };
     let (ma, mb) = (has(a, Table::Mem)?, has(b, Table::Mem)?);
     let loads = match (seq.checked_sub(1), last) {
@@ -156,6 +158,7 @@ pub(super) fn explain(
     };
     Ok(Explanation {
         call,
+        id_calls,
         loads,
         regs,
         recorded,
@@ -206,10 +209,12 @@ fn calls(parts: &[PartPath], before: u64) -> Result<Vec<Call>> {
     Ok(calls)
 }
 
-/// The differing pair nearest the point, preferring calls that do not
-/// return ids.
-fn differing_call(a: Vec<Call>, b: Vec<Call>) -> Option<CallDiff> {
+/// The differing pair nearest the point, leaving out calls that return
+/// ids; and the names of those that differ.
+fn differing_call(a: Vec<Call>, b: Vec<Call>) -> (Option<CallDiff>, Vec<String>) {
+    let is_id = |c: &Call| c.name.as_deref().is_some_and(|n| ID_CALLS.contains(&n));
     let mut differing: Vec<(Call, Call, &'static str)> = Vec::new();
+    let mut id_calls = Vec::new();
     for (x, y) in a.into_iter().zip(b) {
         let what = if x.num != y.num {
             "call"
@@ -220,21 +225,25 @@ fn differing_call(a: Vec<Call>, b: Vec<Call>) -> Option<CallDiff> {
         } else {
             continue;
         };
-        differing.push((x, y, what));
+        if is_id(&x) && what != "call" {
+            id_calls.push(x.name());
+        } else {
+            differing.push((x, y, what));
+        }
     }
-    let is_id = |c: &Call| c.name.as_deref().is_some_and(|n| ID_CALLS.contains(&n));
-    let pick = differing
-        .iter()
-        .rposition(|(x, _, _)| !is_id(x))
-        .or(differing.len().checked_sub(1))?;
-    let earlier = differing[..pick].iter().map(|(x, _, _)| x.name()).collect();
-    let (a, b, what) = differing.swap_remove(pick);
-    Some(CallDiff {
-        a,
-        b,
-        what,
-        earlier,
-    })
+    let Some((a, b, what)) = differing.pop() else {
+        return (None, id_calls);
+    };
+    let earlier = differing.iter().map(|(x, _, _)| x.name()).collect();
+    (
+        Some(CallDiff {
+            a,
+            b,
+            what,
+            earlier,
+        }),
+        id_calls,
+    )
 }
 
 /// One `mem` row.
@@ -460,6 +469,7 @@ impl Explanation {
         });
         json!({
             "syscall": call,
+            "id_calls_differ": self.id_calls,
             "loads": loads,
             "registers": regs,
             "recorded": self.recorded,
@@ -545,6 +555,12 @@ impl Explanation {
             };
             lines.push(format!("nothing recorded explains it (recorded: {what})"));
         }
+        if !self.id_calls.is_empty() {
+            lines.push(format!(
+                "(calls returning ids differ, as in any two runs: {})",
+                self.id_calls.join(", ")
+            ));
+        }
         lines
     }
 
@@ -569,5 +585,43 @@ impl Explanation {
         } else {
             parts.join("; ")
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(seq: u64, name: &str, ret: i64, data: Option<&[u8]>) -> Call {
+        Call {
+            seq,
+            block_seq: seq * 10,
+            num: 0,
+            name: Some(name.to_string()),
+            ret: Some(ret),
+            data: data.map(<[u8]>::to_vec),
+        }
+    }
+
+    #[test]
+    fn the_call_nearest_the_point_is_named_and_ids_are_not() {
+        let a = vec![
+            call(0, "set_tid_address", 100, None),
+            call(1, "getrandom", 8, Some(b"ab")),
+            call(2, "read", 3, Some(b"xya")),
+            call(3, "getppid", 7, None),
+        ];
+        let mut b = a.clone();
+        b[0].ret = Some(101);
+        b[1].data = Some(b"cd".to_vec());
+        b[2].data = Some(b"xyb".to_vec());
+        b[3].ret = Some(8);
+        let (found, ids) = differing_call(a.clone(), b);
+        let found = found.unwrap();
+        assert_eq!((found.a.name(), found.what), ("read".to_string(), "data"));
+        assert_eq!(found.earlier, vec!["getrandom"]);
+        assert_eq!(ids, vec!["set_tid_address", "getppid"]);
+        let (none, ids) = differing_call(a.clone(), a);
+        assert!(none.is_none() && ids.is_empty());
     }
 }

@@ -159,7 +159,7 @@ fn search(a: &Blocks, b: &Blocks, vcpu: u32, keys: &KeySpace, stats: &Stats) -> 
         .iter()
         .filter_map(|p| {
             let seqs = p.seqs.start..p.seqs.end.min(common);
-            (seqs.start < seqs.end).then(|| Placed {
+            (seqs.start < seqs.end).then_some(Placed {
                 seqs,
                 group: p.group,
             })
