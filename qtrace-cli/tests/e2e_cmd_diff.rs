@@ -205,10 +205,21 @@ fn without_data_nothing_explains_it() {
     let (a, b) = (&runs.a, &runs.b);
     let r = &diff_json(a, b, &["--first"])[0];
     let why = &r["explained_by"];
-    // Only calls that return ids differ (set_tid_address, getppid).
-    let name = why["syscall"]["name"].as_str().unwrap_or("");
-    assert!(["set_tid_address", "getppid"].contains(&name), "{why}");
+    assert!(why["syscall"].is_null(), "{why}");
+    assert_eq!(
+        why["id_calls_differ"],
+        serde_json::json!(["set_tid_address", "getppid"]),
+        "{why}"
+    );
     assert!(why["loads"].as_array().unwrap().is_empty());
+    let out = qtrace()
+        .args(["diff", "--first"])
+        .arg(a)
+        .arg(b)
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("nothing recorded explains it"), "{text}");
 }
 
 #[test]
@@ -306,4 +317,46 @@ fn a_missing_or_foreign_trace_is_one_line_naming_it() {
     let err = String::from_utf8(out.stderr).unwrap();
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("different architectures"), "{err}");
+}
+
+/// rax at the `regs` row read at the entry of block `seq`, rebuilt from
+/// the nulls-when-unchanged rows as the format's README does it.
+const RAX_AT: &str = r#"
+import duckdb, sys
+t, seq = sys.argv[1], int(sys.argv[2])
+con = duckdb.connect()
+con.sql("SET enable_progress_bar=false")
+(rax,) = con.sql(f"""SELECT last_value(rax IGNORE NULLS) OVER (PARTITION BY tid ORDER BY seq) AS rax, block_seq
+    FROM read_parquet('{t}/regs/*/*.parquet')
+    QUALIFY block_seq = {seq}""").fetchall()[0][:1]
+print(rax)
+"#;
+
+/// With registers read at every block, the registers that differ at the
+/// entry of the first differing block are named (not its address), with
+/// the values DuckDB rebuilds.
+#[test]
+fn registers_that_differ_at_the_point_are_named() {
+    let opts = ["regs=rax+rip", "regs_at=blocks"];
+    let runs = two_runs("x86_64", "xyzaxyz\n", "xyzbxyz\n", &opts).unwrap();
+    let r = &diff_json(&runs.a, &runs.b, &["--first"])[0];
+    let seq = r["seq"].as_u64().unwrap();
+    let regs = &r["explained_by"]["registers"];
+    assert_eq!(regs["block_seq"].as_u64(), Some(seq), "{regs}");
+    let named: Vec<&Value> = regs["registers"].as_array().unwrap().iter().collect();
+    assert!(named.iter().all(|x| x["name"] != "rip"), "{regs}");
+    let rax = |t: &Path| -> u64 {
+        run_python_with(RAX_AT, t, &[&seq.to_string()])
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let (ra, rb) = (rax(&runs.a), rax(&runs.b));
+    let listed = named.iter().find(|x| x["name"] == "rax");
+    if ra == rb {
+        assert!(listed.is_none(), "{regs}");
+    } else {
+        let listed = listed.unwrap_or_else(|| panic!("rax differs: {regs}"));
+        assert_eq!((hex(&listed["a"]), hex(&listed["b"])), (ra, rb));
+    }
 }

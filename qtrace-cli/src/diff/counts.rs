@@ -102,6 +102,7 @@ impl Sum {
         self.insns_a += p.execs_a.saturating_mul(p.n_insns);
         self.insns_b += p.execs_b.saturating_mul(p.n_insns);
         match p.status() {
+            _ if p.execs_a == p.execs_b => {}
             "only-a" => self.only_a += 1,
             "only-b" => self.only_b += 1,
             _ => self.changed += 1,
