@@ -141,6 +141,12 @@ fn from_events(trace: &Trace, vcpu: Option<u32>) -> Result<Counts> {
 }
 
 impl Counts {
+    /// How many ids the vector holds: the trace's blocks (an id beyond,
+    /// which only a damaged file has, is counted on the side).
+    pub fn ids_upto(&self) -> usize {
+        self.dense.len()
+    }
+
     /// Executions of ids `0..n` as a vector, and how many distinct ids at
     /// or beyond `n` executed.
     pub fn split_at(self, n: usize) -> (Vec<u64>, u64) {

@@ -5,6 +5,7 @@
 
 mod counts;
 mod coverage;
+mod diff;
 mod info;
 mod locate;
 mod output;
@@ -43,6 +44,9 @@ enum Command {
     /// Which code ran: a drcov file, address lists, totals per function or
     /// module; union, intersection or difference of several traces.
     Coverage(coverage::Args),
+    /// Compare two runs: blocks executed only in one, execution counts that
+    /// changed, or (--first) where the runs first part and why.
+    Diff(diff::Args),
     /// Check every part of a trace against its manifest (sizes, checksums,
     /// rows, sequence numbers), and say what a cut-short run left.
     Verify(verify::Args),
@@ -56,6 +60,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::TopBlocks(args) => top_blocks::run(args, &cli.read).map(|()| 0),
         Command::Verify(args) => verify::run(args),
         Command::Coverage(args) => coverage::run(args, &cli.read).map(|()| 0),
+        Command::Diff(args) => diff::run(args, &cli.read).map(|()| 0),
     }
 }
 
