@@ -348,16 +348,18 @@ impl<'a> PartReader<'a> {
     }
 
     /// Folds the batches of row group `rg`. `rows`, if given, are the only
-    /// rows to decode: indices within the row group, ascending.
-    pub fn fold<T>(
+    /// rows to decode: indices within the row group, ascending. `fold` may
+    /// fail with an error of its own, which ends the read.
+    pub fn fold<T, E: From<Error>>(
         &self,
         rg: usize,
         rows: Option<&[usize]>,
         init: T,
-        mut fold: impl FnMut(T, &RecordBatch) -> Result<T>,
-    ) -> Result<T> {
+        mut fold: impl FnMut(T, &RecordBatch) -> std::result::Result<T, E>,
+    ) -> std::result::Result<T, E> {
         let path = &self.part.path;
-        guarded(path, || {
+        // The outer result is the reader's, the inner one `fold`'s.
+        let read = guarded(path, || {
             let file = File::open(path).map_err(|e| Error::io(path, e))?;
             let mut builder =
                 ParquetRecordBatchReaderBuilder::new_with_metadata(file, self.meta.clone())
@@ -371,14 +373,14 @@ impl<'a> PartReader<'a> {
             let mut acc = init;
             for batch in reader {
                 let batch = batch.map_err(|e| Error::corrupt(path, e.to_string()))?;
-                // A column of the wrong type is the file's fault: name it.
-                acc = fold(acc, &batch).map_err(|e| match e {
-                    Error::Schema { .. } => Error::corrupt(path, e.to_string()),
-                    e => e,
-                })?;
+                acc = match fold(acc, &batch) {
+                    Ok(acc) => acc,
+                    Err(e) => return Ok(Err(e)),
+                };
             }
-            Ok(acc)
-        })
+            Ok(Ok(acc))
+        });
+        read.unwrap_or_else(|e| Err(e.into()))
     }
 }
 
@@ -453,7 +455,15 @@ where
         .collect();
     tasks
         .par_iter()
-        .map(|&(o, rg)| o.fold(rg, None, init(), |acc, batch| fold(acc, batch, o.part)))
+        .map(|&(o, rg)| {
+            o.fold(rg, None, init(), |acc, batch| {
+                // A column of the wrong type is the file's fault: name it.
+                fold(acc, batch, o.part).map_err(|e| match e {
+                    Error::Schema { .. } => Error::corrupt(&o.part.path, e.to_string()),
+                    e => e,
+                })
+            })
+        })
         .try_reduce(&init, |a, b| Ok(merge(a, b)))
 }
 

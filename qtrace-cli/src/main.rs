@@ -5,6 +5,7 @@
 
 mod info;
 mod locate;
+mod mem;
 mod output;
 #[allow(dead_code)] // Used by the commands of issue 5, arriving.
 mod places;
@@ -38,6 +39,9 @@ enum Command {
     Info(info::Args),
     /// List the most executed blocks of a trace.
     TopBlocks(top_blocks::Args),
+    /// Memory accesses: hot pages, every access to an address, the last
+    /// store to it (traces recorded with `-O mem=values` or `mem=addr`).
+    Mem(mem::Args),
     /// Check every part of a trace against its manifest (sizes, checksums,
     /// rows, sequence numbers), and say what a cut-short run left.
     Verify(verify::Args),
@@ -48,6 +52,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Record(args) => record::run(args),
         Command::Info(args) => info::run(args, &cli.read).map(|()| 0),
         Command::TopBlocks(args) => top_blocks::run(args, &cli.read).map(|()| 0),
+        Command::Mem(args) => mem::run(args, &cli.read).map(|()| 0),
         Command::Verify(args) => verify::run(args),
     }
 }
