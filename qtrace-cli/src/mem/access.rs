@@ -205,8 +205,15 @@ impl<'a> MemReader<'a> {
 /// parts to find which block ran at a `block_seq`.
 pub struct Code<'a> {
     dict: HashMap<u32, BlockInfo>,
-    /// Per `blocks` part: its vCPU, and its row groups' `seq` ranges.
-    blocks: Vec<(PartReader<'a>, u32, Vec<Option<(u64, u64)>>)>,
+    blocks: Vec<BlockPart<'a>>,
+}
+
+/// A `blocks` part, opened to read `seq` and `block_id`.
+struct BlockPart<'a> {
+    reader: PartReader<'a>,
+    vcpu: u32,
+    /// Its row groups' `seq` ranges, from their statistics.
+    seqs: Vec<Option<(u64, u64)>>,
 }
 
 impl<'a> Code<'a> {
@@ -217,13 +224,14 @@ impl<'a> Code<'a> {
         let blocks = block_parts
             .par_iter()
             .map(|p| {
-                let r = PartReader::open(p, &[col::SEQ, col::BLOCK_ID])?;
-                let ranges = r
+                let reader = PartReader::open(p, &[col::SEQ, col::BLOCK_ID])?;
+                let seqs = reader
                     .row_groups()
                     .iter()
                     .map(|m| u64_range(m, col::SEQ))
                     .collect();
-                Ok((r, p.vcpu.unwrap_or(0), ranges))
+                let vcpu = p.vcpu.unwrap_or(0);
+                Ok(BlockPart { reader, vcpu, seqs })
             })
             .collect::<qtrace_format::Result<_>>()?;
         Ok(Code { dict, blocks })
@@ -235,8 +243,9 @@ impl<'a> Code<'a> {
     /// `block_seq - first seq`); the decoded `seq` is checked all the same.
     pub fn block_ids(&self, wanted: &BTreeSet<(u32, u64)>) -> Result<HashMap<(u32, u64), u32>> {
         let mut tasks: Vec<(usize, usize, Option<u64>, Vec<u64>)> = Vec::new();
-        for (pi, (_, vcpu, ranges)) in self.blocks.iter().enumerate() {
-            for (rg, range) in ranges.iter().enumerate() {
+        for (pi, part) in self.blocks.iter().enumerate() {
+            let vcpu = &part.vcpu;
+            for (rg, range) in part.seqs.iter().enumerate() {
                 let seqs: Vec<u64> = match range {
                     Some((lo, hi)) => wanted
                         .range((*vcpu, *lo)..=(*vcpu, *hi))
@@ -257,7 +266,7 @@ impl<'a> Code<'a> {
         let found = tasks
             .par_iter()
             .map(|(pi, rg, first, seqs)| {
-                let (reader, vcpu, _) = &self.blocks[*pi];
+                let BlockPart { reader, vcpu, .. } = &self.blocks[*pi];
                 let rows: Option<Vec<usize>> =
                     first.map(|f| seqs.iter().map(|s| (s - f) as usize).collect());
                 reader.fold(*rg, rows.as_deref(), Vec::new(), |mut acc, b| {

@@ -109,16 +109,21 @@ pub fn run(args: Args, read: &ReadArgs) -> Result<()> {
         Ok(())
     };
     let window = (rayon::current_num_threads() * 2).max(2);
-    let mut left = if args.limit == 0 { u64::MAX } else { args.limit };
-    for chunk in groups.chunks(window) {
+    let mut left = if args.limit == 0 {
+        u64::MAX
+    } else {
+        args.limit
+    };
+    for (i, chunk) in groups.chunks(window).enumerate() {
         if left == 0 {
+            stats.unneeded = groups.len() - i * window;
             break;
         }
         // Which rows match, in parallel; then only as many as the limit
         // leaves, in order.
         let mut selected: Vec<Vec<usize>> = chunk
             .par_iter()
-            .map(|g| reader.select(g, &test))
+            .map(|g| reader.select(g, test))
             .collect::<Result<_>>()?;
         for rows in &mut selected {
             let take = rows.len().min(usize::try_from(left).unwrap_or(usize::MAX));

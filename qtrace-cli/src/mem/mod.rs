@@ -83,22 +83,25 @@ fn mem_parts(trace: &Trace, dir: &Path, vcpu: Option<u32>) -> Result<Vec<PartPat
 #[derive(Debug, Default)]
 struct ScanStats {
     row_groups: usize,
+    /// Ruled out by their footer statistics, never decoded.
     skipped: usize,
-    /// Row groups whose selected rows were decoded in full (the others
-    /// only had their test columns decoded).
+    /// Left unread because the answer was found first.
+    unneeded: usize,
+    /// Matching rows decoded in full.
     decoded_rows: u64,
 }
 
 impl ScanStats {
     fn report(&self, what: &str) {
         use std::io::Write;
+        let read = self.row_groups - self.skipped - self.unneeded;
         // Not eprintln!, which panics when stderr is closed.
         let _ = writeln!(
             std::io::stderr(),
-            "{what}: {} row groups, {} skipped by their statistics, {} read; {} matching rows decoded",
+            "{what}: {} row groups: {} skipped by their statistics, {} not needed, {read} read; {} matching rows decoded",
             self.row_groups,
             self.skipped,
-            self.row_groups - self.skipped,
+            self.unneeded,
             self.decoded_rows
         );
     }
