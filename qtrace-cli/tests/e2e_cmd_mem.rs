@@ -21,7 +21,8 @@ use serde_json::Value;
 ///   stores, bytes; ranked by accesses, then address. KIND: all, loads, stores.
 /// - `range START END`: accesses, loads, stores, bytes and distinct pages
 ///   (of 4096 bytes) of the accesses starting in START..END.
-/// - `at START END KIND`: every access touching START..END, by vcpu, seq.
+/// - `at START END KIND [VCPU [TID]]`: every access touching START..END
+///   (of VCPU, of thread TID, unless -1), by vcpu, seq.
 /// - `last START END VCPU BLOCK_SEQ|-1 SEQ|-1`: the last store touching
 ///   START..END on VCPU before the block execution (or access) given.
 const ORACLE: &str = r#"
@@ -64,6 +65,10 @@ def answer(question, args):
         print(n, loads, stores, nbytes, pages)
     elif question == "at":
         lo, hi, kind = int(args[0]), int(args[1]), kinds[args[2]]
+        if len(args) > 3 and int(args[3]) >= 0:
+            kind += f" AND m.vcpu = {args[3]}"
+        if len(args) > 4 and int(args[4]) >= 0:
+            kind += f" AND m.tid = {args[4]}"
         for r in con.execute(ACCESS + f"""
                 WHERE m.addr < {hi} AND m.addr + m.size > {lo} AND {kind}
                 ORDER BY m.vcpu, m.seq""").fetchall():
@@ -541,6 +546,73 @@ fn row_groups_are_skipped_by_their_statistics() {
     expect_hot(&mut o, 4096, "all");
     o.check();
 }
+/// Several vCPUs and threads: accesses come vCPU by vCPU, each in `seq`
+/// order, and `--vcpu`, `--tid` and `V:B` points pick theirs.
+#[test]
+fn threads_answers_equal_duckdb() {
+    let prog = sample("x86_64", "threads").expect("make -C samples");
+    let (_dir, trace) = record(&[&prog.display().to_string()], &["mem=values"]);
+    let t = trace.to_str().unwrap();
+    let m = manifest(&trace);
+    let threads = m["threads"].as_array().unwrap();
+    let on_1: Vec<u64> = threads
+        .iter()
+        .filter(|th| th["vcpu"] == 1)
+        .map(|th| th["tid"].as_u64().unwrap())
+        .collect();
+    assert!(!on_1.is_empty() && m["vcpus"].as_array().unwrap().len() > 2);
+    let mut o = Oracle::new(&trace);
+    let everything = "0..0xffffffffffffffff";
+    let all = (0, u64::MAX);
+    let tid = on_1[on_1.len() - 1].to_string();
+    let cases: Vec<(Vec<&str>, Vec<String>)> = vec![
+        (vec![], question(&[&"at", &all.0, &all.1, &"all"])),
+        (
+            vec!["--stores"],
+            question(&[&"at", &all.0, &all.1, &"stores"]),
+        ),
+        (
+            vec!["--vcpu", "1"],
+            question(&[&"at", &all.0, &all.1, &"all", &1]),
+        ),
+        (
+            vec!["--vcpu", "2", "--loads"],
+            question(&[&"at", &all.0, &all.1, &"loads", &2]),
+        ),
+        (
+            vec!["--tid", &tid],
+            question(&[&"at", &all.0, &all.1, &"all", &-1, &tid]),
+        ),
+    ];
+    for (flags, q) in cases {
+        let (rows, _) = qtrace_json(&[&["mem", "at", t, everything][..], &flags].concat());
+        assert!(!rows.is_empty(), "{flags:?}");
+        let ours = rows.iter().map(access_line).collect();
+        o.expect(format!("mem at {everything} {flags:?}"), q, ours);
+    }
+    // The last store of each vCPU before its middle block, in the hottest
+    // page of vCPU 0 and in the whole address space.
+    let (hot, _) = qtrace_json(&["mem", "hot", t, "-n", "1", "--vcpu", "0"]);
+    let page = hex(&hot[0]["start"]);
+    for v in 0..3u64 {
+        let blocks = m["vcpus"][v as usize]["blocks"].as_u64().unwrap();
+        for (span, (lo, hi)) in [
+            (format!("{page:#x}+4096"), (page, page + 4096)),
+            (everything.to_string(), all),
+        ] {
+            let point = format!("{v}:{}", blocks / 2);
+            let (rows, _) = qtrace_json(&["mem", "last-write", t, &span, "--before", &point]);
+            let ours = rows.iter().map(access_line).collect();
+            o.expect(
+                format!("last-write {span} --before {point}"),
+                question(&[&"last", &lo, &hi, &v, &(blocks / 2), &-1]),
+                ours,
+            );
+        }
+    }
+    o.check();
+}
+
 #[test]
 fn errors_are_one_line() {
     let prog = sample("x86_64", "memvalues").expect("make -C samples");
