@@ -1,6 +1,9 @@
 //! `qtrace mem at`: every access that touches an address or a range.
 //!
-//! Row groups are taken in trace order (vCPU, then `seq`) a window at a
+//! Accesses come vCPU by vCPU, each vCPU's in `seq` order: a trace has no
+//! order between vCPUs (their threads ran concurrently).
+//!
+//! Row groups are taken in that order (vCPU, then `seq`) a window at a
 //! time: the window's row groups are read in parallel, their matches
 //! printed in order, then the next window, so output starts at once, holds
 //! no more than a window's matches, and stops reading at `--limit`. A row
@@ -65,7 +68,8 @@ pub fn run(args: Args, read: &ReadArgs) -> Result<()> {
     let parts = mem_parts(&trace, &args.dir, args.vcpu)?;
     let reader = MemReader::open(&parts, &[col::TID, col::ADDR, col::SIZE, col::STORE])?;
     let block_parts = access::block_parts(&trace)?;
-    let code = Code::open(&trace, &block_parts)?;
+    // Read `block_dict` only once there is an access to name.
+    let mut code: Option<Code> = None;
 
     let mut stats = ScanStats {
         row_groups: reader.groups.len(),
@@ -101,7 +105,14 @@ pub fn run(args: Args, read: &ReadArgs) -> Result<()> {
 
     let mut out = Rows::new(output::stdout(), args.format, &access::COLUMNS)?;
     let mut print = |accesses: &[Access], stats: &mut ScanStats| -> Result<()> {
+        if accesses.is_empty() {
+            return Ok(());
+        }
         stats.decoded_rows += accesses.len() as u64;
+        let code = match &mut code {
+            Some(code) => code,
+            None => code.insert(Code::open(&trace, &block_parts)?),
+        };
         let places = code.insns_of(accesses)?;
         for (a, place) in accesses.iter().zip(&places) {
             out.push(access::cells(a, place.as_ref()))?;

@@ -129,7 +129,8 @@ pub fn run(args: Args, read: &ReadArgs) -> Result<()> {
             c.loads.into(),
             c.stores.into(),
             c.bytes.into(),
-            format!("{share:.2}").into(),
+            // Percent of the accesses counted, to two decimals.
+            ((share * 100.0).round() / 100.0).into(),
             owners.label(*start).into(),
         ]);
         out.push(cells)?;
@@ -326,5 +327,79 @@ impl Owners {
             Owner::Anon => Some("[anon]".into()),
             Owner::Unknown => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use qtrace_format::schema::Segment;
+    use qtrace_format::ModuleKind;
+
+    fn owners() -> Owners {
+        let module = Module {
+            id: 0,
+            kind: ModuleKind::Main,
+            path: "/bin/prog".into(),
+            guest_path: None,
+            build_id: None,
+            base: 0x40_0000,
+            size: 0x3000,
+            bias: Some(0),
+            text: Some((0x40_1000, 0x40_2000)),
+            entry: None,
+            segments: vec![Segment {
+                addr: 0x40_0000,
+                size: 0x2000,
+                file_offset: 0,
+                prot: 5,
+            }],
+            loaded: None,
+            unloaded: None,
+        };
+        Owners {
+            modules: vec![module],
+            heap: Some((0x40_3000, 0x40_5000)),
+            anon: vec![(0x7000_0000, 0x7000_2000)],
+        }
+    }
+
+    #[test]
+    fn labels_say_only_what_the_trace_knows() {
+        let o = owners();
+        assert_eq!(o.label(0x40_1234).as_deref(), Some("prog+0x1234"));
+        // Past the segments but inside the module's span (its .bss).
+        assert_eq!(o.label(0x40_2000).as_deref(), Some("prog+0x2000"));
+        assert_eq!(o.label(0x40_4fff).as_deref(), Some("[heap]"));
+        assert_eq!(o.label(0x7000_1000).as_deref(), Some("[anon]"));
+        assert_eq!(o.label(0x7fff_0000), None);
+    }
+
+    #[test]
+    fn regions_join_adjacent_pages_of_one_owner() {
+        let c = |n| Counts {
+            loads: n,
+            stores: 1,
+            bytes: 8,
+        };
+        // Pages 0x400..0x404 (module, module, module, heap, heap), a gap,
+        // then two anonymous pages.
+        let pages: HashMap<u64, Counts> = [0x400, 0x401, 0x402, 0x403, 0x404, 0x70000, 0x70001]
+            .into_iter()
+            .map(|p| (p, c(p % 3)))
+            .collect();
+        let mut got = regions(&pages, 4096, &owners());
+        got.sort_by_key(|r| r.0);
+        let spans: Vec<(u64, u64, u64)> = got.iter().map(|r| (r.0, r.1, r.2)).collect();
+        assert_eq!(
+            spans,
+            vec![
+                (0x40_0000, 0x40_3000, 3),
+                (0x40_3000, 0x40_5000, 2),
+                (0x7000_0000, 0x7000_2000, 2),
+            ]
+        );
+        let total: u64 = got.iter().map(|r| r.3.accesses()).sum();
+        assert_eq!(total, pages.values().map(Counts::accesses).sum::<u64>());
     }
 }

@@ -36,11 +36,13 @@ enum Command {
     /// The most accessed pages (or, with --regions, runs of adjacent
     /// pages), with loads, stores and bytes, and where they are.
     Hot(hot::Args),
-    /// Every access that touches an address or a range, in order, with the
-    /// instruction that made it.
+    /// Every access that touches an address or a range, with the
+    /// instruction that made it: vCPU 0's in the order it made them, then
+    /// vCPU 1's, and so on (a trace does not order vCPUs against each
+    /// other).
     At(at::Args),
     /// The last store that wrote any byte of an address before a point of
-    /// the trace, and the bytes it wrote there.
+    /// one vCPU's execution, and the bytes it wrote there.
     LastWrite(last_write::Args),
 }
 
