@@ -112,8 +112,9 @@ pub struct Group {
     /// Index of the row group in its part.
     rg: usize,
     pub vcpu: u32,
-    /// Min and max from the statistics, where the writer stored them
-    /// (`addr` only since the statistics were added; `None`: unknown).
+    /// Min and max from the statistics; `None` where the writer stored
+    /// none (`addr` has them only in traces of this recorder version on),
+    /// and then the row group is read.
     pub seq: Option<(u64, u64)>,
     pub block_seq: Option<(u64, u64)>,
     pub addr: Option<(u64, u64)>,
