@@ -147,6 +147,9 @@ struct Group {
     tid: u32,
     rows: usize,
     block_seq: (u64, u64),
+    /// Lowest and highest `addr`, in unsigned order: readers looking for
+    /// the accesses to an address skip row groups by them.
+    addr: (u64, u64),
     /// One per [`Col`], in that order.
     chunks: Vec<Chunk>,
 }
@@ -397,6 +400,7 @@ impl<W: Write + Send> MemFileWriter<W> {
             tid: rows.tid,
             rows: 0,
             block_seq: (u64::MAX, 0),
+            addr: (u64::MAX, 0),
             chunks: COLS.iter().map(|_| Chunk::new(256 * 1024)).collect(),
         });
         let r = self.encode(&mut group, rows);
@@ -434,6 +438,9 @@ impl<W: Write + Send> MemFileWriter<W> {
             // block_seq never decreases within a thread.
             g.block_seq.0 = g.block_seq.0.min(rows.block_seq[start]);
             g.block_seq.1 = g.block_seq.1.max(rows.block_seq[end - 1]);
+            for &a in &rows.addr[start..end] {
+                g.addr = (g.addr.0.min(a), g.addr.1.max(a));
+            }
             let first = hi;
             while hi < rows.value_hi.len() && (rows.value_hi[hi].0 as usize) < end {
                 hi += 1;
@@ -470,12 +477,19 @@ impl<W: Write + Send> MemFileWriter<W> {
         let (min, max) = g.block_seq;
         let block_seq_stats =
             Statistics::int64(Some(min as i64), Some(max as i64), None, Some(0), false);
+        // Stored as the same bits; Parquet orders UINT64 statistics unsigned.
+        let (lo, hi) = g.addr;
+        let addr_stats = Statistics::int64(Some(lo as i64), Some(hi as i64), None, Some(0), false);
         let mut encoded = vec![
             encode_seq(&c.seq, g.first_seq, n)?,
             encode_constant(&c.tid, g.tid, n)?,
         ];
         for (col, chunk) in COLS.into_iter().zip(g.chunks) {
-            let stats = matches!(col, Col::BlockSeq).then(|| block_seq_stats.clone());
+            let stats = match col {
+                Col::BlockSeq => Some(block_seq_stats.clone()),
+                Col::Addr => Some(addr_stats.clone()),
+                _ => None,
+            };
             encoded.push(chunk.finish(col.descr(c), n, col.encodings(), codec, stats)?);
         }
         // The file's columns are in the schema's order.
@@ -622,5 +636,27 @@ mod tests {
         let got = round_trip(&[rows(3, 0), rows(2, 100)]);
         let seqs: Vec<u64> = got.iter().map(|(s, _, _)| *s).collect();
         assert_eq!(seqs, vec![0, 1, 2, 100, 101]);
+    }
+
+    /// The `addr` statistics are each row group's unsigned min and max,
+    /// including addresses above 2^63, which a signed order would misplace.
+    #[test]
+    fn addr_statistics_are_each_row_groups_unsigned_bounds() {
+        let groups = [rows(PAGE_ROWS + 5, 0), rows(300, 1 << 20)];
+        let mut w = MemFileWriter::new(Vec::new(), 1).unwrap();
+        for g in &groups {
+            w.write_row_group(g).unwrap();
+        }
+        let buf = Bytes::from(w.finish().unwrap());
+        let meta = parquet::file::metadata::ParquetMetaDataReader::new()
+            .parse_and_finish(&buf)
+            .unwrap();
+        assert_eq!(meta.num_row_groups(), groups.len());
+        for (rg, g) in meta.row_groups().iter().zip(&groups) {
+            let lo = *g.addr.iter().min().unwrap();
+            let hi = *g.addr.iter().max().unwrap();
+            assert!(hi > 1 << 63 && lo < 1 << 63);
+            assert_eq!(crate::reader::u64_range(rg, col::ADDR), Some((lo, hi)));
+        }
     }
 }

@@ -21,9 +21,13 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use arrow_array::RecordBatch;
-use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ParquetRecordBatchReaderBuilder};
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ParquetRecordBatchReaderBuilder, RowSelection, RowSelector,
+};
 use parquet::arrow::ProjectionMask;
 use parquet::file::metadata::ParquetMetaDataReader;
+pub use parquet::file::metadata::RowGroupMetaData;
+use parquet::file::statistics::Statistics;
 use rayon::prelude::*;
 
 use crate::layout::{PartPath, MANIFEST};
@@ -295,11 +299,107 @@ pub fn part_size(part: &PartPath) -> Result<(u64, u64)> {
     Ok((rows, bytes))
 }
 
-/// One part file with its footer decoded.
-struct OpenedPart<'a> {
+/// A part opened for reading chosen row groups. Its footer is decoded once;
+/// its row groups' metadata (rows, column statistics) can be looked at
+/// before anything is decoded, and each row group read on its own, from
+/// any thread.
+pub struct PartReader<'a> {
     part: &'a PartPath,
     meta: ArrowReaderMetadata,
     projection: ProjectionMask,
+}
+
+impl<'a> PartReader<'a> {
+    /// Opens `part` to decode `columns` (empty: all).
+    pub fn open(part: &'a PartPath, columns: &[&str]) -> Result<PartReader<'a>> {
+        guarded(&part.path, || {
+            let file = File::open(&part.path).map_err(|e| Error::io(&part.path, e))?;
+            let meta = ArrowReaderMetadata::load(&file, Default::default())
+                .map_err(|e| Error::parquet(&part.path, e))?;
+            let projection = if columns.is_empty() {
+                ProjectionMask::all()
+            } else {
+                let schema = meta.schema();
+                let indices = columns
+                    .iter()
+                    .map(|c| {
+                        schema
+                            .index_of(c)
+                            .map_err(|_| Error::corrupt(&part.path, format!("has no column `{c}`")))
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                ProjectionMask::roots(meta.parquet_schema(), indices)
+            };
+            Ok(PartReader {
+                part,
+                meta,
+                projection,
+            })
+        })
+    }
+
+    pub fn part(&self) -> &'a PartPath {
+        self.part
+    }
+
+    /// The footer's metadata of each row group, in file order.
+    pub fn row_groups(&self) -> &[RowGroupMetaData] {
+        self.meta.metadata().row_groups()
+    }
+
+    /// Folds the batches of row group `rg`. `rows`, if given, are the only
+    /// rows to decode: indices within the row group, ascending. `fold` may
+    /// fail with an error of its own, which ends the read.
+    pub fn fold<T, E: From<Error>>(
+        &self,
+        rg: usize,
+        rows: Option<&[usize]>,
+        init: T,
+        mut fold: impl FnMut(T, &RecordBatch) -> std::result::Result<T, E>,
+    ) -> std::result::Result<T, E> {
+        let path = &self.part.path;
+        // The outer result is the reader's, the inner one `fold`'s.
+        let read = guarded(path, || {
+            let file = File::open(path).map_err(|e| Error::io(path, e))?;
+            let mut builder =
+                ParquetRecordBatchReaderBuilder::new_with_metadata(file, self.meta.clone())
+                    .with_row_groups(vec![rg])
+                    .with_projection(self.projection.clone())
+                    .with_batch_size(BATCH_ROWS);
+            if let Some(rows) = rows {
+                builder = builder.with_row_selection(selection(rows));
+            }
+            let reader = builder.build().map_err(|e| Error::parquet(path, e))?;
+            let mut acc = init;
+            for batch in reader {
+                let batch = batch.map_err(|e| Error::corrupt(path, e.to_string()))?;
+                acc = match fold(acc, &batch) {
+                    Ok(acc) => acc,
+                    Err(e) => return Ok(Err(e)),
+                };
+            }
+            Ok(Ok(acc))
+        });
+        read.unwrap_or_else(|e| Err(e.into()))
+    }
+}
+
+/// Ascending row indices as runs of rows to select and to skip.
+fn selection(rows: &[usize]) -> RowSelection {
+    let mut runs = Vec::new();
+    let mut next = 0;
+    for &r in rows {
+        if r < next {
+            continue;
+        }
+        if r > next {
+            runs.push(RowSelector::skip(r - next));
+        }
+        runs.push(RowSelector::select(1));
+        next = r + 1;
+    }
+    // Adjacent single-row selections merge into one run.
+    RowSelection::from(runs)
 }
 
 /// Folds every row of `parts` in parallel, one task per row group.
@@ -320,66 +420,70 @@ where
     F: Fn(T, &RecordBatch, &PartPath) -> Result<T> + Sync + Send,
     M: Fn(T, T) -> T + Sync + Send,
 {
-    let opened: Vec<OpenedPart> = parts
+    scan_where(parts, columns, |_, _| true, init, fold, merge)
+}
+
+/// [`scan`], reading only the row groups that `keep` accepts: it sees each
+/// row group's footer metadata (its rows, and the min/max statistics of its
+/// column chunks) before anything of it is decoded.
+pub fn scan_where<T, K, I, F, M>(
+    parts: &[PartPath],
+    columns: &[&str],
+    keep: K,
+    init: I,
+    fold: F,
+    merge: M,
+) -> Result<T>
+where
+    T: Send,
+    K: Fn(&PartPath, &RowGroupMetaData) -> bool + Sync + Send,
+    I: Fn() -> T + Sync + Send,
+    F: Fn(T, &RecordBatch, &PartPath) -> Result<T> + Sync + Send,
+    M: Fn(T, T) -> T + Sync + Send,
+{
+    let opened: Vec<PartReader> = parts
         .par_iter()
-        .map(|part| open_part(part, columns))
+        .map(|part| PartReader::open(part, columns))
         .collect::<Result<_>>()?;
-    let tasks: Vec<(&OpenedPart, usize)> = opened
+    let tasks: Vec<(&PartReader, usize)> = opened
         .iter()
-        .flat_map(|o| (0..o.meta.metadata().num_row_groups()).map(move |rg| (o, rg)))
+        .flat_map(|o| {
+            let kept = o.row_groups().iter().enumerate();
+            kept.filter(|(_, rg)| keep(o.part, rg))
+                .map(move |(i, _)| (o, i))
+        })
         .collect();
     tasks
         .par_iter()
         .map(|&(o, rg)| {
-            guarded(&o.part.path, || {
-                let file = File::open(&o.part.path).map_err(|e| Error::io(&o.part.path, e))?;
-                let reader =
-                    ParquetRecordBatchReaderBuilder::new_with_metadata(file, o.meta.clone())
-                        .with_row_groups(vec![rg])
-                        .with_projection(o.projection.clone())
-                        .with_batch_size(BATCH_ROWS)
-                        .build()
-                        .map_err(|e| Error::parquet(&o.part.path, e))?;
-                let mut acc = init();
-                for batch in reader {
-                    let batch = batch.map_err(|e| Error::corrupt(&o.part.path, e.to_string()))?;
-                    // A column of the wrong type is the file's fault: name it.
-                    acc = fold(acc, &batch, o.part).map_err(|e| match e {
-                        Error::Schema { .. } => Error::corrupt(&o.part.path, e.to_string()),
-                        e => e,
-                    })?;
-                }
-                Ok(acc)
+            o.fold(rg, None, init(), |acc, batch| {
+                // A column of the wrong type is the file's fault: name it.
+                fold(acc, batch, o.part).map_err(|e| match e {
+                    Error::Schema { .. } => Error::corrupt(&o.part.path, e.to_string()),
+                    e => e,
+                })
             })
         })
         .try_reduce(&init, |a, b| Ok(merge(a, b)))
 }
 
-fn open_part<'a>(part: &'a PartPath, columns: &[&str]) -> Result<OpenedPart<'a>> {
-    guarded(&part.path, || {
-        let file = File::open(&part.path).map_err(|e| Error::io(&part.path, e))?;
-        let meta = ArrowReaderMetadata::load(&file, Default::default())
-            .map_err(|e| Error::parquet(&part.path, e))?;
-        let projection = if columns.is_empty() {
-            ProjectionMask::all()
-        } else {
-            let schema = meta.schema();
-            let indices = columns
-                .iter()
-                .map(|c| {
-                    schema
-                        .index_of(c)
-                        .map_err(|_| Error::corrupt(&part.path, format!("has no column `{c}`")))
-                })
-                .collect::<Result<Vec<_>>>()?;
-            ProjectionMask::roots(meta.parquet_schema(), indices)
-        };
-        Ok(OpenedPart {
-            part,
-            meta,
-            projection,
-        })
-    })
+/// The min and max of an unsigned integer column in a row group, from its
+/// statistics; `None` when the writer stored none (or no such column).
+/// Unsigned values are stored as the same bits in Parquet's signed types,
+/// with min and max in unsigned order, which the casts restore.
+pub fn u64_range(rg: &RowGroupMetaData, column: &str) -> Option<(u64, u64)> {
+    let chunk = rg
+        .columns()
+        .iter()
+        .find(|c| c.column_descr().name() == column)?;
+    match chunk.statistics()? {
+        Statistics::Int64(s) => Some((*s.min_opt()? as u64, *s.max_opt()? as u64)),
+        Statistics::Int32(s) => Some((
+            u64::from(*s.min_opt()? as u32),
+            u64::from(*s.max_opt()? as u32),
+        )),
+        _ => None,
+    }
 }
 
 thread_local! {

@@ -8,6 +8,7 @@ mod coverage;
 mod diff;
 mod info;
 mod locate;
+mod mem;
 mod output;
 mod places;
 mod progress;
@@ -47,6 +48,9 @@ enum Command {
     /// Compare two runs: blocks executed only in one, execution counts that
     /// changed, or (--first) where the runs first part and why.
     Diff(diff::Args),
+    /// Memory accesses: hot pages, every access to an address, the last
+    /// store to it (traces recorded with `-O mem=values` or `mem=addr`).
+    Mem(mem::Args),
     /// Check every part of a trace against its manifest (sizes, checksums,
     /// rows, sequence numbers), and say what a cut-short run left.
     Verify(verify::Args),
@@ -58,6 +62,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Record(args) => record::run(args),
         Command::Info(args) => info::run(args, &cli.read).map(|()| 0),
         Command::TopBlocks(args) => top_blocks::run(args, &cli.read).map(|()| 0),
+        Command::Mem(args) => mem::run(args, &cli.read).map(|()| 0),
         Command::Verify(args) => verify::run(args),
         Command::Coverage(args) => coverage::run(args, &cli.read).map(|()| 0),
         Command::Diff(args) => diff::run(args, &cli.read).map(|()| 0),
