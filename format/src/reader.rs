@@ -320,39 +320,127 @@ where
     F: Fn(T, &RecordBatch, &PartPath) -> Result<T> + Sync + Send,
     M: Fn(T, T) -> T + Sync + Send,
 {
-    let opened: Vec<OpenedPart> = parts
+    let groups = RowGroups::open(parts, columns)?;
+    groups
+        .all()
         .par_iter()
-        .map(|part| open_part(part, columns))
-        .collect::<Result<_>>()?;
-    let tasks: Vec<(&OpenedPart, usize)> = opened
-        .iter()
-        .flat_map(|o| (0..o.meta.metadata().num_row_groups()).map(move |rg| (o, rg)))
-        .collect();
-    tasks
-        .par_iter()
-        .map(|&(o, rg)| {
-            guarded(&o.part.path, || {
-                let file = File::open(&o.part.path).map_err(|e| Error::io(&o.part.path, e))?;
-                let reader =
-                    ParquetRecordBatchReaderBuilder::new_with_metadata(file, o.meta.clone())
-                        .with_row_groups(vec![rg])
-                        .with_projection(o.projection.clone())
-                        .with_batch_size(BATCH_ROWS)
-                        .build()
-                        .map_err(|e| Error::parquet(&o.part.path, e))?;
-                let mut acc = init();
-                for batch in reader {
-                    let batch = batch.map_err(|e| Error::corrupt(&o.part.path, e.to_string()))?;
-                    // A column of the wrong type is the file's fault: name it.
-                    acc = fold(acc, &batch, o.part).map_err(|e| match e {
-                        Error::Schema { .. } => Error::corrupt(&o.part.path, e.to_string()),
-                        e => e,
-                    })?;
-                }
-                Ok(acc)
-            })
-        })
+        .map(|&g| groups.fold_group(g, &init, &fold))
         .try_reduce(&init, |a, b| Ok(merge(a, b)))
+}
+
+/// The row groups of some parts, with their footers read once, so that a
+/// selective query can choose the groups to decode by their statistics
+/// (min/max of `seq`, `block_seq`, `tid`...) and decode only those.
+pub struct RowGroups<'a> {
+    parts: Vec<OpenedPart<'a>>,
+    all: Vec<RowGroup>,
+}
+
+/// One row group of a [`RowGroups`]: which part, and its index in the part.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RowGroup {
+    part: usize,
+    pub index: usize,
+}
+
+impl<'a> RowGroups<'a> {
+    /// Reads the footers of `parts` in parallel; `columns` are those that
+    /// the folds will decode (empty: all).
+    pub fn open(parts: &'a [PartPath], columns: &[&str]) -> Result<RowGroups<'a>> {
+        let parts: Vec<OpenedPart> = parts
+            .par_iter()
+            .map(|part| open_part(part, columns))
+            .collect::<Result<_>>()?;
+        let all = parts
+            .iter()
+            .enumerate()
+            .flat_map(|(i, o)| {
+                (0..o.meta.metadata().num_row_groups())
+                    .map(move |index| RowGroup { part: i, index })
+            })
+            .collect();
+        Ok(RowGroups { parts, all })
+    }
+
+    /// Every row group, part by part (in the order of the parts given),
+    /// each part's in file order.
+    pub fn all(&self) -> &[RowGroup] {
+        &self.all
+    }
+
+    /// The part a row group belongs to.
+    pub fn part(&self, g: RowGroup) -> &PartPath {
+        self.parts[g.part].part
+    }
+
+    /// Rows of a row group, from the footer.
+    pub fn rows(&self, g: RowGroup) -> u64 {
+        let meta = self.parts[g.part].meta.metadata();
+        u64::try_from(meta.row_group(g.index).num_rows()).unwrap_or(0)
+    }
+
+    /// Min and max of an unsigned integer column (`UInt8` to `UInt64`) in
+    /// a row group, from its statistics; none when the file has no
+    /// statistics for it (then the group must be read to know).
+    pub fn unsigned_range(&self, g: RowGroup, column: &str) -> Option<(u64, u64)> {
+        use parquet::file::statistics::Statistics;
+        let meta = self.parts[g.part].meta.metadata();
+        let chunk = meta
+            .row_group(g.index)
+            .columns()
+            .iter()
+            .find(|c| c.column_path().parts() == [column])?;
+        // Unsigned columns are stored as INT32/INT64 with an unsigned
+        // logical type: their statistics are the unsigned values' bits.
+        match chunk.statistics()? {
+            Statistics::Int32(s) => {
+                Some((*s.min_opt()? as u32 as u64, *s.max_opt()? as u32 as u64))
+            }
+            Statistics::Int64(s) => Some((*s.min_opt()? as u64, *s.max_opt()? as u64)),
+            _ => None,
+        }
+    }
+
+    /// Folds the rows of each of `groups` in parallel, one task per group,
+    /// and returns each group's result, in the order given.
+    pub fn fold_each<T, I, F>(&self, groups: &[RowGroup], init: I, fold: F) -> Result<Vec<T>>
+    where
+        T: Send,
+        I: Fn() -> T + Sync + Send,
+        F: Fn(T, &RecordBatch, &PartPath) -> Result<T> + Sync + Send,
+    {
+        groups
+            .par_iter()
+            .map(|&g| self.fold_group(g, &init, &fold))
+            .collect()
+    }
+
+    fn fold_group<T, I, F>(&self, g: RowGroup, init: &I, fold: &F) -> Result<T>
+    where
+        I: Fn() -> T,
+        F: Fn(T, &RecordBatch, &PartPath) -> Result<T>,
+    {
+        let o = &self.parts[g.part];
+        guarded(&o.part.path, || {
+            let file = File::open(&o.part.path).map_err(|e| Error::io(&o.part.path, e))?;
+            let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(file, o.meta.clone())
+                .with_row_groups(vec![g.index])
+                .with_projection(o.projection.clone())
+                .with_batch_size(BATCH_ROWS)
+                .build()
+                .map_err(|e| Error::parquet(&o.part.path, e))?;
+            let mut acc = init();
+            for batch in reader {
+                let batch = batch.map_err(|e| Error::corrupt(&o.part.path, e.to_string()))?;
+                // A column of the wrong type is the file's fault: name it.
+                acc = fold(acc, &batch, o.part).map_err(|e| match e {
+                    Error::Schema { .. } => Error::corrupt(&o.part.path, e.to_string()),
+                    e => e,
+                })?;
+            }
+            Ok(acc)
+        })
+    }
 }
 
 fn open_part<'a>(part: &'a PartPath, columns: &[&str]) -> Result<OpenedPart<'a>> {

@@ -10,8 +10,10 @@ mod output;
 mod places;
 mod reading;
 mod record;
+mod regs;
 #[allow(dead_code)] // Used by the commands of issue 5, arriving.
 mod rows;
+mod syscalls;
 mod top_blocks;
 mod verify;
 
@@ -38,6 +40,11 @@ enum Command {
     Info(info::Args),
     /// List the most executed blocks of a trace.
     TopBlocks(top_blocks::Args),
+    /// List the system calls of a trace as strace does, or count them (`-c`).
+    Syscalls(syscalls::Args),
+    /// The registers of a trace recorded with `-O regs=...`: all of them at
+    /// a point in time, or one register's history.
+    Regs(regs::Args),
     /// Check every part of a trace against its manifest (sizes, checksums,
     /// rows, sequence numbers), and say what a cut-short run left.
     Verify(verify::Args),
@@ -49,6 +56,8 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Info(args) => info::run(args, &cli.read).map(|()| 0),
         Command::TopBlocks(args) => top_blocks::run(args, &cli.read).map(|()| 0),
         Command::Verify(args) => verify::run(args),
+        Command::Syscalls(args) => syscalls::run(args, &cli.read).map(|()| 0),
+        Command::Regs(args) => regs::run(args, &cli.read).map(|()| 0),
     }
 }
 
