@@ -233,7 +233,7 @@ fn arg(arch: Arch, kind: Arg, i: usize, call: &Call, limit: usize) -> String {
             (Some(d), Some(r)) if r >= 0 => quoted(d, r as u64, limit),
             _ => pointer(v),
         },
-        Mode => format!("{:#o}", v as u32),
+        Mode => format!("0{:o}", v as u32),
         OpenFlags => open_flags(arch, v),
         Prot => flags(v, &prot_names(arch), "PROT_NONE"),
         MapFlags => map_flags(arch, v),
