@@ -109,7 +109,8 @@ fn signature(name: &str) -> Option<&'static [Arg]> {
         "mremap" => &[Ptr, UInt, UInt, Hex, Ptr],
         "madvise" => &[Ptr, UInt, Int],
         "brk" => &[Ptr],
-        "fstat" => &[Fd, Ptr],
+        "fstat" | "fstatfs" => &[Fd, Ptr],
+        "statfs" => &[Ptr, Ptr],
         "stat" | "lstat" => &[Ptr, Ptr],
         "newfstatat" => &[Dirfd, Ptr, Ptr, AtFlags],
         "statx" => &[Dirfd, Ptr, AtFlags, Hex, Ptr],
@@ -233,7 +234,7 @@ fn arg(arch: Arch, kind: Arg, i: usize, call: &Call, limit: usize) -> String {
             (Some(d), Some(r)) if r >= 0 => quoted(d, r as u64, limit),
             _ => pointer(v),
         },
-        Mode => format!("0{:o}", v as u32),
+        Mode => mode(v as u32),
         OpenFlags => open_flags(arch, v),
         Prot => flags(v, &prot_names(arch), "PROT_NONE"),
         MapFlags => map_flags(arch, v),
@@ -257,6 +258,16 @@ fn pointer(v: u64) -> String {
         "NULL".to_string()
     } else {
         format!("{v:#x}")
+    }
+}
+
+/// A file mode as C's `%#03o` writes it (strace's way): `0644`, `000`.
+fn mode(v: u32) -> String {
+    let octal = format!("{v:o}");
+    if octal.len() < 3 {
+        format!("{octal:0>3}")
+    } else {
+        format!("0{octal}")
     }
 }
 
@@ -687,6 +698,10 @@ mod tests {
 
     #[test]
     fn constants() {
+        assert_eq!(mode(0), "000");
+        assert_eq!(mode(0o7), "007");
+        assert_eq!(mode(0o644), "0644");
+        assert_eq!(mode(0o4755), "04755");
         assert_eq!(signal(11), "SIGSEGV");
         assert_eq!(signal(31), "SIGSYS");
         assert_eq!(signal(33), "SIGRT_1");
