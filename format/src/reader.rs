@@ -401,6 +401,26 @@ impl<'a> RowGroups<'a> {
         }
     }
 
+    /// `groups` cut into runs, in order, of at least one group and at most
+    /// `rows` rows where groups allow: how a reader that must keep order
+    /// decodes a run in parallel while holding a bounded number of rows.
+    pub fn runs<'g>(&self, groups: &'g [RowGroup], rows: u64) -> Vec<&'g [RowGroup]> {
+        let mut runs = Vec::new();
+        let (mut start, mut held) = (0, 0);
+        for (i, &g) in groups.iter().enumerate() {
+            let n = self.rows(g);
+            if i > start && held + n > rows {
+                runs.push(&groups[start..i]);
+                (start, held) = (i, 0);
+            }
+            held += n;
+        }
+        if start < groups.len() {
+            runs.push(&groups[start..]);
+        }
+        runs
+    }
+
     /// Folds the rows of each of `groups` in parallel, one task per group,
     /// and returns each group's result, in the order given.
     pub fn fold_each<T, I, F>(&self, groups: &[RowGroup], init: I, fold: F) -> Result<Vec<T>>
@@ -500,4 +520,60 @@ pub(crate) fn guarded<T>(path: &Path, f: impl FnOnce() -> Result<T>) -> Result<T
             .unwrap_or("decoder panicked");
         Err(Error::corrupt(path, format!("unreadable Parquet ({msg})")))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layout::list_parts;
+    use crate::writer::{PartLimits, PartWriter};
+    use arrow_array::UInt64Array;
+
+    /// Row groups are listed in file order with their statistics, and
+    /// `fold_each` decodes only the groups asked for, in the order asked.
+    #[test]
+    fn row_groups_by_statistics() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = PartWriter::new(dir.path(), Table::Blocks, Some(0), 1, PartLimits::default());
+        // One row group per call: (first seq, tid, rows).
+        for (first, tid, rows) in [(0, 5, 100), (100, 6, 50), (150, 5, 10)] {
+            w.write_blocks(first, tid, &vec![7; rows]).unwrap();
+        }
+        w.seal().unwrap();
+        let parts = list_parts(dir.path(), Table::Blocks).unwrap();
+        let groups = RowGroups::open(&parts, &[schema::col::SEQ]).unwrap();
+        let all = groups.all().to_vec();
+        assert_eq!(all.len(), 3);
+        let seq: Vec<_> = all
+            .iter()
+            .map(|&g| groups.unsigned_range(g, schema::col::SEQ))
+            .collect();
+        assert_eq!(seq, [Some((0, 99)), Some((100, 149)), Some((150, 159))]);
+        let tid: Vec<_> = all
+            .iter()
+            .map(|&g| groups.unsigned_range(g, schema::col::TID))
+            .collect();
+        assert_eq!(tid, [Some((5, 5)), Some((6, 6)), Some((5, 5))]);
+        assert_eq!(groups.unsigned_range(all[0], "no_such_column"), None);
+        assert_eq!(groups.rows(all[1]), 50);
+        assert_eq!(groups.part(all[1]).vcpu, Some(0));
+        let runs =
+            |rows| -> Vec<usize> { groups.runs(&all, rows).iter().map(|r| r.len()).collect() };
+        assert_eq!(runs(1000), [3]);
+        assert_eq!(runs(150), [2, 1]);
+        assert_eq!(runs(10), [1, 1, 1]);
+        assert!(groups.runs(&[], 10).is_empty());
+
+        let firsts = groups
+            .fold_each(
+                &[all[2], all[0]],
+                || None,
+                |acc, batch, _| {
+                    let seq: &UInt64Array = schema::column(batch, schema::col::SEQ)?;
+                    Ok(acc.or(Some((seq.value(0), batch.num_rows()))))
+                },
+            )
+            .unwrap();
+        assert_eq!(firsts, [Some((150, 10)), Some((0, 100))]);
+    }
 }

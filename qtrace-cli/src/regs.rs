@@ -111,6 +111,10 @@ impl FromStr for Point {
     }
 }
 
+/// Rows `--history` decodes (in parallel, by row group) before printing
+/// them: what bounds its memory.
+const RUN_ROWS: u64 = 1 << 20;
+
 /// A register's value: up to 8 bytes as a number, wider ones as bytes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum RegValue {
@@ -508,8 +512,7 @@ fn history(
     )?;
     // Each thread's value so far (threads never move between vCPUs).
     let mut last: HashMap<u32, RegValue> = HashMap::new();
-    let chunk = rayon::current_num_threads().max(1) * 2;
-    for groups_now in kept.chunks(chunk) {
+    for groups_now in groups.runs(&kept, RUN_ROWS) {
         let decoded = groups.fold_each(groups_now, Vec::new, |mut acc, batch, part| {
             let fixed = Fixed::new(batch)?;
             let array = reg_columns(batch, &[name])?[0];

@@ -320,11 +320,9 @@ impl<'a> Batch<'a> {
     }
 }
 
-/// Row groups decoded at once by a listing: enough to keep every core
-/// busy, few enough that memory stays a few row groups' worth.
-fn chunk_len() -> usize {
-    rayon::current_num_threads().max(1) * 2
-}
+/// Rows a listing decodes (in parallel, by row group) before printing
+/// them: what bounds its memory.
+const RUN_ROWS: u64 = 256 * 1024;
 
 fn listing(
     parts: &[PartPath],
@@ -360,7 +358,7 @@ fn listing(
         .copied()
         .filter(|&g| filter.may_hold(&groups, g))
         .collect();
-    for chunk in kept.chunks(chunk_len()) {
+    for chunk in groups.runs(&kept, RUN_ROWS) {
         let decoded = groups.fold_each(chunk, Vec::new, |mut acc, batch, part| {
             let b = Batch::new(batch)?;
             let argv: Vec<&UInt64Array> = col::ARGS[..6]
