@@ -3,8 +3,8 @@
 //! - the listing holds the calls QEMU's own `libsyscall` (`print=true`)
 //!   prints, in the same order, with the same numbers and return values,
 //!   and the `-c` summary its counts of calls and errors per number, on
-//!   static samples of x86_64 and AArch64, the `threads` sample, and the
-//!   host's dynamically linked `ls`;
+//!   static samples of x86_64, AArch64 (and RISC-V where built), the
+//!   `threads` sample, and the host's dynamically linked `ls`;
 //! - a write recorded with `syscall_data=` shows the bytes the program
 //!   wrote, as strace does, and `--failed`, `--tid`, `--vcpu`, `--seq`,
 //!   `--block-seq` and `-e` keep exactly the rows DuckDB selects;
@@ -79,6 +79,9 @@ fn programs() -> Vec<(&'static str, Vec<String>)> {
             argv.extend(args[1..].iter().map(|a| a.to_string()));
             out.push((arch, argv));
         }
+    }
+    if let Some(prog) = sample("riscv64", "hotloop") {
+        out.push(("riscv64", vec![prog.display().to_string()]));
     }
     // Dynamically linked, with the host's libraries: ld.so's openat, mmap
     // and the failures of ls's lookups.
