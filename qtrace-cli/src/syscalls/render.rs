@@ -75,6 +75,8 @@ enum Arg {
     ArchPrctl,
     Clock,
     Resource,
+    /// `clone`'s flags, with the exit signal in the low byte.
+    CloneFlags,
 }
 
 use Arg::*;
@@ -144,7 +146,7 @@ fn signature(name: &str) -> Option<&'static [Arg]> {
         "wait4" => &[Int, Ptr, Hex, Ptr],
         "execve" => &[Ptr, Ptr, Ptr],
         "execveat" => &[Dirfd, Ptr, Ptr, Ptr, AtFlags],
-        "clone" => &[Hex, Ptr, Ptr, Ptr, Ptr],
+        "clone" => &[CloneFlags, Ptr, Ptr, Ptr, Ptr],
         "clone3" => &[Ptr, UInt],
         "clock_gettime" | "clock_getres" => &[Clock, Ptr],
         "clock_nanosleep" => &[Clock, Hex, Ptr, Ptr],
@@ -250,6 +252,7 @@ fn arg(arch: Arch, kind: Arg, i: usize, call: &Call, limit: usize) -> String {
         ArchPrctl => format!("{v:#x}"),
         Clock => constant(v, CLOCKS),
         Resource => constant(v, RESOURCES),
+        CloneFlags => clone_flags(v),
     }
 }
 
@@ -441,6 +444,17 @@ fn signal(v: u64) -> String {
     }
 }
 
+fn clone_flags(v: u64) -> String {
+    let flags = flags(v & !0xff, CLONE_FLAGS, "");
+    let exit_signal = (v & 0xff != 0).then(|| signal(v & 0xff));
+    match (flags.is_empty(), exit_signal) {
+        (true, None) => "0".to_string(),
+        (true, Some(s)) => s,
+        (false, None) => flags,
+        (false, Some(s)) => format!("{flags}|{s}"),
+    }
+}
+
 fn futex_op(v: u64) -> String {
     const PRIVATE: u64 = 128;
     const CLOCK_REALTIME: u64 = 256;
@@ -552,6 +566,33 @@ const FUTEX_OPS: &[(u64, &str)] = &[
     (11, "FUTEX_WAIT_REQUEUE_PI"),
     (12, "FUTEX_CMP_REQUEUE_PI"),
     (13, "FUTEX_LOCK_PI2"),
+];
+
+const CLONE_FLAGS: &[(u64, &str)] = &[
+    (0x100, "CLONE_VM"),
+    (0x200, "CLONE_FS"),
+    (0x400, "CLONE_FILES"),
+    (0x800, "CLONE_SIGHAND"),
+    (0x1000, "CLONE_PIDFD"),
+    (0x2000, "CLONE_PTRACE"),
+    (0x4000, "CLONE_VFORK"),
+    (0x8000, "CLONE_PARENT"),
+    (0x10000, "CLONE_THREAD"),
+    (0x20000, "CLONE_NEWNS"),
+    (0x40000, "CLONE_SYSVSEM"),
+    (0x80000, "CLONE_SETTLS"),
+    (0x100000, "CLONE_PARENT_SETTID"),
+    (0x200000, "CLONE_CHILD_CLEARTID"),
+    (0x400000, "CLONE_DETACHED"),
+    (0x800000, "CLONE_UNTRACED"),
+    (0x1000000, "CLONE_CHILD_SETTID"),
+    (0x2000000, "CLONE_NEWCGROUP"),
+    (0x4000000, "CLONE_NEWUTS"),
+    (0x8000000, "CLONE_NEWIPC"),
+    (0x10000000, "CLONE_NEWUSER"),
+    (0x20000000, "CLONE_NEWPID"),
+    (0x40000000, "CLONE_NEWNET"),
+    (0x80000000, "CLONE_IO"),
 ];
 
 const ARCH_PRCTL: &[(u64, &str)] = &[
@@ -698,6 +739,15 @@ mod tests {
 
     #[test]
     fn constants() {
+        assert_eq!(
+            clone_flags(0x3d0f00),
+            "CLONE_VM|CLONE_FS|CLONE_FILES|CLONE_SIGHAND|CLONE_THREAD|CLONE_SYSVSEM|\
+             CLONE_SETTLS|CLONE_PARENT_SETTID|CLONE_CHILD_CLEARTID"
+        );
+        assert_eq!(
+            clone_flags(0x1200011),
+            "CLONE_CHILD_CLEARTID|CLONE_CHILD_SETTID|SIGCHLD"
+        );
         assert_eq!(mode(0), "000");
         assert_eq!(mode(0o7), "007");
         assert_eq!(mode(0o644), "0644");
