@@ -11,7 +11,8 @@
 //! their `block_seq`/`seq` and `tid` statistics and never decoded, and the
 //! walk rarely goes further back than the thread's last few readings.
 //! `--history` streams the rows in order, decoding a few row groups at a
-//! time, and carries each thread's last value from row to row.
+//! time, and carries each thread's last value from row to row; with `--pc`
+//! it looks each reading's block up in the `blocks` row groups that hold it.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -56,6 +57,10 @@ pub struct Args {
     /// each thread's first).
     #[arg(long, requires = "history")]
     changes: bool,
+    /// With `--history`: also the address and symbol of the block each
+    /// reading belongs to (reads the `blocks` row groups that hold them).
+    #[arg(long, requires = "history")]
+    pc: bool,
     /// How to print: aligned columns, CSV, a JSON array or JSON lines.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
@@ -496,20 +501,28 @@ fn history(
             _ => true,
         })
         .collect();
-    let mut rows_out = Rows::new(
-        out,
-        args.format,
-        &[
-            rows::num("vcpu"),
-            rows::num("tid"),
-            rows::num("seq"),
-            rows::num("block_seq"),
-            rows::num("syscall_seq"),
-            rows::text("register"),
-            rows::text("value"),
-            rows::text("stored"),
-        ],
-    )?;
+    let mut columns = vec![
+        rows::num("vcpu"),
+        rows::num("tid"),
+        rows::num("seq"),
+        rows::num("block_seq"),
+        rows::num("syscall_seq"),
+        rows::text("register"),
+        rows::text("value"),
+        rows::text("stored"),
+    ];
+    let block_parts = if args.pc {
+        columns.extend([rows::text("pc"), rows::text("symbol")]);
+        trace.parts(Table::Blocks)?
+    } else {
+        Vec::new()
+    };
+    let blocks = if args.pc {
+        Some(BlockPcs::open(trace, &block_parts)?)
+    } else {
+        None
+    };
+    let mut rows_out = Rows::new(out, args.format, &columns)?;
     // Each thread's value so far (threads never move between vCPUs).
     let mut last: HashMap<u32, RegValue> = HashMap::new();
     for groups_now in groups.runs(&kept, RUN_ROWS) {
@@ -532,12 +545,17 @@ fn history(
             }
             Ok(acc)
         })?;
-        for r in decoded.into_iter().flatten() {
+        let readings: Vec<Reading> = decoded.into_iter().flatten().collect();
+        let ids = match &blocks {
+            Some(b) => b.block_ids(&readings)?,
+            None => BlockIds::new(),
+        };
+        for r in readings {
             let stored = r.stored.is_some();
             if let Some(v) = r.stored {
                 last.insert(r.pos.tid, v);
             }
-            rows_out.push(vec![
+            let mut cells = vec![
                 json!(r.vcpu),
                 json!(r.pos.tid),
                 json!(r.pos.seq),
@@ -546,11 +564,127 @@ fn history(
                 json!(name),
                 last.get(&r.pos.tid).map_or(Value::Null, RegValue::to_json),
                 json!(stored),
-            ])?;
+            ];
+            if let Some(b) = &blocks {
+                let block = ids.get(&r.vcpu).and_then(|v| {
+                    let i = v.binary_search_by_key(&r.pos.block_seq, |e| e.0).ok()?;
+                    b.dict.get(&v[i].1)
+                });
+                cells.push(block.map_or(Value::Null, |(pc, _)| rows::hex(*pc)));
+                cells.push(block.map_or(Value::Null, |(_, sym)| json!(sym)));
+            }
+            rows_out.push(cells)?;
         }
     }
     rows_out.finish()?;
     Ok(())
+}
+
+/// The blocks of readings, for `--pc`: `blocks` to find which block each
+/// reading's `block_seq` executed, `block_dict` for its address and
+/// symbol.
+struct BlockPcs<'p> {
+    groups: RowGroups<'p>,
+    /// Block id -> (pc, symbol).
+    dict: HashMap<u32, (u64, Option<String>)>,
+}
+
+impl<'p> BlockPcs<'p> {
+    fn open(trace: &Trace, blocks: &'p [PartPath]) -> Result<BlockPcs<'p>> {
+        let dict_parts = trace.parts(Table::BlockDict)?;
+        let dict = qtrace_format::scan(
+            &dict_parts,
+            &[col::BLOCK_ID, col::PC, col::SYMBOL],
+            HashMap::new,
+            |mut acc, batch, _| {
+                let id: &UInt32Array = schema::column(batch, col::BLOCK_ID)?;
+                let pc: &UInt64Array = schema::column(batch, col::PC)?;
+                let symbol: &arrow_array::StringArray = schema::column(batch, col::SYMBOL)?;
+                for i in 0..batch.num_rows() {
+                    let sym = (!symbol.is_null(i)).then(|| symbol.value(i).to_string());
+                    acc.insert(id.value(i), (pc.value(i), sym));
+                }
+                Ok(acc)
+            },
+            |mut a, b| {
+                a.extend(b);
+                a
+            },
+        )?;
+        let groups = RowGroups::open(blocks, &[col::SEQ, col::BLOCK_ID])?;
+        Ok(BlockPcs { groups, dict })
+    }
+
+    /// The block id executed at each reading's (vCPU, block_seq), decoding
+    /// only the `blocks` row groups whose `seq` range holds one: per vCPU,
+    /// (block_seq, block id) sorted by block_seq.
+    fn block_ids(&self, readings: &[Reading]) -> Result<BlockIds> {
+        let mut wanted: HashMap<Option<u32>, Vec<u64>> = HashMap::new();
+        for r in readings {
+            wanted.entry(r.vcpu).or_default().push(r.pos.block_seq);
+        }
+        for seqs in wanted.values_mut() {
+            seqs.sort_unstable();
+            seqs.dedup();
+        }
+        let needed: Vec<RowGroup> = self
+            .groups
+            .all()
+            .iter()
+            .copied()
+            .filter(|&g| {
+                let Some(seqs) = wanted.get(&self.groups.part(g).vcpu) else {
+                    return false;
+                };
+                match self.groups.unsigned_range(g, col::SEQ) {
+                    Some((min, max)) => in_range(seqs, min, max).next().is_some(),
+                    None => true,
+                }
+            })
+            .collect();
+        let found = self
+            .groups
+            .fold_each(&needed, Vec::new, |mut acc, batch, part| {
+                let seq: &UInt64Array = schema::column(batch, col::SEQ)?;
+                let id: &UInt32Array = schema::column(batch, col::BLOCK_ID)?;
+                let (Some(seqs), Some(&first), Some(&last)) = (
+                    wanted.get(&part.vcpu),
+                    seq.values().first(),
+                    seq.values().last(),
+                ) else {
+                    return Ok(acc);
+                };
+                // `seq` rises by one per row, so a wanted seq is at its
+                // offset from the first; a search covers any other file.
+                for &w in in_range(seqs, first, last) {
+                    let at = usize::try_from(w - first)
+                        .ok()
+                        .filter(|&i| seq.values().get(i) == Some(&w))
+                        .or_else(|| seq.values().binary_search(&w).ok());
+                    if let Some(i) = at {
+                        acc.push((part.vcpu, w, id.value(i)));
+                    }
+                }
+                Ok(acc)
+            })?;
+        let mut ids = BlockIds::new();
+        for (vcpu, seq, id) in found.into_iter().flatten() {
+            ids.entry(vcpu).or_default().push((seq, id));
+        }
+        for v in ids.values_mut() {
+            v.sort_unstable();
+        }
+        Ok(ids)
+    }
+}
+
+/// Per vCPU, (block_seq, block id), sorted.
+type BlockIds = HashMap<Option<u32>, Vec<(u64, u32)>>;
+
+/// The values of sorted `seqs` in `min..=max`.
+fn in_range(seqs: &[u64], min: u64, max: u64) -> impl Iterator<Item = &u64> {
+    let from = seqs.partition_point(|&s| s < min);
+    seqs[from..].iter().take_while(move |&&s| s <= max)
 }
 
 #[cfg(test)]

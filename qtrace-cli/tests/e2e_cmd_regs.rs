@@ -6,7 +6,7 @@
 //!   last reading at or before B, with the row each value was stored in;
 //! - `--at seq=N`: the same at regs row N;
 //! - `--history REG`: the value at every row, and with `--changes` exactly
-//!   the rows that store it;
+//!   the rows that store it, and with `--pc` the block of each row;
 //!
 //! on a single-threaded sample with a wide register (`xmm0`), and on the
 //! `threads` sample, whose vCPUs run several threads one after another.
@@ -97,6 +97,21 @@ for vcpu, tid, seq, v, stored in duckdb.sql(f"""
     FROM read_parquet('{t}/regs/*/*.parquet', hive_partitioning = true)
     ORDER BY vcpu, seq""").fetchall():
     print(vcpu, tid, seq, v.hex() if isinstance(v, bytes) else hex(v), str(stored).lower())
+"#;
+
+/// `vcpu seq pc symbol` of the block of every row of `regs`.
+const BLOCK_PCS: &str = r#"
+import duckdb, sys
+t = sys.argv[1]
+duckdb.sql("SET enable_progress_bar = false")
+for vcpu, seq, pc, sym in duckdb.sql(f"""
+    SELECT r.vcpu, r.seq, d.pc, d.symbol
+    FROM read_parquet('{t}/regs/*/*.parquet', hive_partitioning = true) r
+    JOIN read_parquet('{t}/blocks/*/*.parquet', hive_partitioning = true) b
+      ON b.vcpu = r.vcpu AND b.seq = r.block_seq
+    JOIN read_parquet('{t}/block_dict/*.parquet') d USING (block_id)
+    ORDER BY r.vcpu, r.seq""").fetchall():
+    print(vcpu, seq, hex(pc), sym or "-")
 "#;
 
 /// `qtrace ARGS --format json` as rows; on failure, the error line.
@@ -198,6 +213,26 @@ fn check_history(trace: &Path, reg: &str, extra: &[&str]) {
     assert_eq!(changes, stored, "{reg} {extra:?} --changes");
 }
 
+/// `--history --pc`: the block of each reading, as DuckDB joins it.
+fn check_pcs(trace: &Path) {
+    let want = run_python(BLOCK_PCS, trace);
+    let t = trace.to_str().unwrap();
+    let got: Vec<String> = qtrace_rows(&["regs", t, "--history", "rip", "--pc"])
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let sym = r["symbol"].as_str().unwrap_or("-");
+            format!(
+                "{} {} {} {sym}",
+                r["vcpu"],
+                r["seq"],
+                r["pc"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(got, want.lines().collect::<Vec<_>>());
+}
+
 #[test]
 fn at_and_history_equal_duckdb_reconstruction() {
     let prog = sample("x86_64", "hotloop").expect("make -C samples");
@@ -226,6 +261,7 @@ print(duckdb.sql(f"SELECT count(rip) FROM read_parquet('{sys.argv[1]}/regs/*/*.p
         &trace,
     );
     assert_eq!(changes.len().to_string(), count.trim());
+    check_pcs(&trace);
     // `--reg` picks registers, in the order given.
     let some = qtrace_rows(&["regs", t, "--at", "5000", "--reg", "rsp", "--reg", "rax"]).unwrap();
     let names: Vec<&str> = some
@@ -257,6 +293,7 @@ fn threads_sharing_a_vcpu_keep_their_own_values() {
     // In the guest's register order, as the table has them.
     check_points(&trace, &["rdi", "rsp", "rip"], vcpu as u32, 40);
     check_history(&trace, "rsp", &[]);
+    check_pcs(&trace);
     let tid = tids[1].to_string();
     check_history(&trace, "rdi", &["--tid", &tid]);
 }
