@@ -36,8 +36,9 @@ pub struct Args {
     dir: PathBuf,
     /// Every recorded register (or those of `--reg`) at a point in time:
     /// `[V:]B` is the block execution B (`block_seq`, its `seq` in
-    /// `blocks`) of vCPU V (default 0), `[V:]seq=N` the regs row N. The
-    /// values are those of the thread's last reading at or before it.
+    /// `blocks`) of vCPU V (default: that of `--tid`, else 0), `[V:]seq=N`
+    /// the regs row N. The values are those of the thread's last reading at
+    /// or before it.
     #[arg(long, value_name = "POINT", conflicts_with_all = ["history", "changes"])]
     at: Option<Point>,
     /// One register's value at each reading, in order (vCPU, then seq).
@@ -367,7 +368,11 @@ fn at(
 ) -> Result<()> {
     let vcpu = match (point.vcpu, args.vcpu) {
         (Some(a), Some(b)) if a != b => bail!("--at {a}:... and --vcpu {b} disagree"),
-        (a, b) => a.or(b).unwrap_or(0),
+        (a, b) => a.or(b).unwrap_or_else(|| {
+            // A thread stays on one vCPU: `--tid` alone says which.
+            let of_tid = |tid| trace.manifest().threads.iter().find(|t| t.tid == tid);
+            args.tid.and_then(of_tid).map_or(0, |t| t.vcpu)
+        }),
     };
     let parts = vcpu_parts(trace, parts, vcpu)?;
     let names: Vec<&str> = wanted.iter().map(|r| r.name.as_str()).collect();
