@@ -294,7 +294,23 @@ fn threads_sharing_a_vcpu_keep_their_own_values() {
     check_points(&trace, &["rdi", "rsp", "rip"], vcpu as u32, 40);
     check_history(&trace, "rsp", &[]);
     check_pcs(&trace);
+    // `--tid` alone picks the thread's vCPU; at the thread's last block it
+    // is the thread running there.
+    let thread = m["threads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["tid"] == tids[1])
+        .unwrap();
+    let last = thread["first_seq"].as_u64().unwrap() + thread["block_events"].as_u64().unwrap() - 1;
+    let t = trace.to_str().unwrap();
     let tid = tids[1].to_string();
+    let by_tid = qtrace_rows(&["regs", t, "--at", &last.to_string(), "--tid", &tid]).unwrap();
+    let by_point = qtrace_rows(&["regs", t, "--at", &format!("{vcpu}:{last}")]).unwrap();
+    assert_eq!(by_tid, by_point);
+    assert!(by_tid
+        .iter()
+        .all(|r| r["tid"] == tids[1] && r["vcpu"] == vcpu));
     check_history(&trace, "rdi", &["--tid", &tid]);
 }
 
