@@ -30,12 +30,13 @@ mod pages;
 pub mod reader;
 pub mod schema;
 pub mod symbols;
+pub mod syscall_names;
 pub mod verify;
 pub mod writer;
 
 pub use layout::PartPath;
 pub use manifest::{Manifest, TriggerHit, VcpuTotals, Window, WindowRange};
-pub use reader::{scan, Trace};
+pub use reader::{scan, RowGroup, RowGroups, Trace};
 pub use schema::{BlockCount, BlockInfo, InsnInfo, Module, ModuleKind, Syscall, Table};
 
 /// What went wrong, and with which file.

@@ -486,6 +486,113 @@ pub fn u64_range(rg: &RowGroupMetaData, column: &str) -> Option<(u64, u64)> {
     }
 }
 
+/// The row groups of some parts, with their footers read once, so that a
+/// selective query can choose the groups to decode by their statistics
+/// (min/max of `seq`, `block_seq`, `tid`...) and decode only those.
+pub struct RowGroups<'a> {
+    parts: Vec<PartReader<'a>>,
+    all: Vec<RowGroup>,
+}
+
+/// One row group of a [`RowGroups`]: which part, and its index in the part.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RowGroup {
+    part: usize,
+    pub index: usize,
+}
+
+impl<'a> RowGroups<'a> {
+    /// Reads the footers of `parts` in parallel; `columns` are those that
+    /// the folds will decode (empty: all).
+    pub fn open(parts: &'a [PartPath], columns: &[&str]) -> Result<RowGroups<'a>> {
+        let parts: Vec<PartReader> = parts
+            .par_iter()
+            .map(|part| PartReader::open(part, columns))
+            .collect::<Result<_>>()?;
+        let all = parts
+            .iter()
+            .enumerate()
+            .flat_map(|(i, o)| {
+                (0..o.row_groups().len()).map(move |index| RowGroup { part: i, index })
+            })
+            .collect();
+        Ok(RowGroups { parts, all })
+    }
+
+    /// Every row group, part by part (in the order of the parts given),
+    /// each part's in file order.
+    pub fn all(&self) -> &[RowGroup] {
+        &self.all
+    }
+
+    /// The part a row group belongs to.
+    pub fn part(&self, g: RowGroup) -> &PartPath {
+        self.parts[g.part].part()
+    }
+
+    /// Rows of a row group, from the footer.
+    pub fn rows(&self, g: RowGroup) -> u64 {
+        let meta = &self.parts[g.part].row_groups()[g.index];
+        u64::try_from(meta.num_rows()).unwrap_or(0)
+    }
+
+    /// Min and max of an unsigned integer column (`UInt8` to `UInt64`) in
+    /// a row group, from its statistics; none when the file has no
+    /// statistics for it (then the group must be read to know).
+    pub fn unsigned_range(&self, g: RowGroup, column: &str) -> Option<(u64, u64)> {
+        u64_range(&self.parts[g.part].row_groups()[g.index], column)
+    }
+
+    /// `groups` cut into runs, in order, of at least one group and at most
+    /// `rows` rows where groups allow: how a reader that must keep order
+    /// decodes a run in parallel while holding a bounded number of rows.
+    pub fn runs<'g>(&self, groups: &'g [RowGroup], rows: u64) -> Vec<&'g [RowGroup]> {
+        let mut runs = Vec::new();
+        let (mut start, mut held) = (0, 0);
+        for (i, &g) in groups.iter().enumerate() {
+            let n = self.rows(g);
+            if i > start && held + n > rows {
+                runs.push(&groups[start..i]);
+                (start, held) = (i, 0);
+            }
+            held += n;
+        }
+        if start < groups.len() {
+            runs.push(&groups[start..]);
+        }
+        runs
+    }
+
+    /// Folds the rows of each of `groups` in parallel, one task per group,
+    /// and returns each group's result, in the order given.
+    pub fn fold_each<T, I, F>(&self, groups: &[RowGroup], init: I, fold: F) -> Result<Vec<T>>
+    where
+        T: Send,
+        I: Fn() -> T + Sync + Send,
+        F: Fn(T, &RecordBatch, &PartPath) -> Result<T> + Sync + Send,
+    {
+        groups
+            .par_iter()
+            .map(|&g| self.fold_group(g, &init, &fold))
+            .collect()
+    }
+
+    fn fold_group<T, I, F>(&self, g: RowGroup, init: &I, fold: &F) -> Result<T>
+    where
+        I: Fn() -> T,
+        F: Fn(T, &RecordBatch, &PartPath) -> Result<T>,
+    {
+        let o = &self.parts[g.part];
+        o.fold(g.index, None, init(), |acc, batch| {
+            // A column of the wrong type is the file's fault: name it.
+            fold(acc, batch, o.part()).map_err(|e| match e {
+                Error::Schema { .. } => Error::corrupt(&o.part().path, e.to_string()),
+                e => e,
+            })
+        })
+    }
+}
+
 thread_local! {
     static IN_GUARD: Cell<bool> = const { Cell::new(false) };
 }
@@ -516,4 +623,60 @@ pub(crate) fn guarded<T>(path: &Path, f: impl FnOnce() -> Result<T>) -> Result<T
             .unwrap_or("decoder panicked");
         Err(Error::corrupt(path, format!("unreadable Parquet ({msg})")))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layout::list_parts;
+    use crate::writer::{PartLimits, PartWriter};
+    use arrow_array::UInt64Array;
+
+    /// Row groups are listed in file order with their statistics, and
+    /// `fold_each` decodes only the groups asked for, in the order asked.
+    #[test]
+    fn row_groups_by_statistics() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = PartWriter::new(dir.path(), Table::Blocks, Some(0), 1, PartLimits::default());
+        // One row group per call: (first seq, tid, rows).
+        for (first, tid, rows) in [(0, 5, 100), (100, 6, 50), (150, 5, 10)] {
+            w.write_blocks(first, tid, &vec![7; rows]).unwrap();
+        }
+        w.seal().unwrap();
+        let parts = list_parts(dir.path(), Table::Blocks).unwrap();
+        let groups = RowGroups::open(&parts, &[schema::col::SEQ]).unwrap();
+        let all = groups.all().to_vec();
+        assert_eq!(all.len(), 3);
+        let seq: Vec<_> = all
+            .iter()
+            .map(|&g| groups.unsigned_range(g, schema::col::SEQ))
+            .collect();
+        assert_eq!(seq, [Some((0, 99)), Some((100, 149)), Some((150, 159))]);
+        let tid: Vec<_> = all
+            .iter()
+            .map(|&g| groups.unsigned_range(g, schema::col::TID))
+            .collect();
+        assert_eq!(tid, [Some((5, 5)), Some((6, 6)), Some((5, 5))]);
+        assert_eq!(groups.unsigned_range(all[0], "no_such_column"), None);
+        assert_eq!(groups.rows(all[1]), 50);
+        assert_eq!(groups.part(all[1]).vcpu, Some(0));
+        let runs =
+            |rows| -> Vec<usize> { groups.runs(&all, rows).iter().map(|r| r.len()).collect() };
+        assert_eq!(runs(1000), [3]);
+        assert_eq!(runs(150), [2, 1]);
+        assert_eq!(runs(10), [1, 1, 1]);
+        assert!(groups.runs(&[], 10).is_empty());
+
+        let firsts = groups
+            .fold_each(
+                &[all[2], all[0]],
+                || None,
+                |acc, batch, _| {
+                    let seq: &UInt64Array = schema::column(batch, schema::col::SEQ)?;
+                    Ok(acc.or(Some((seq.value(0), batch.num_rows()))))
+                },
+            )
+            .unwrap();
+        assert_eq!(firsts, [Some((150, 10)), Some((0, 100))]);
+    }
 }

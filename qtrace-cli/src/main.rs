@@ -14,8 +14,10 @@ mod places;
 mod progress;
 mod reading;
 mod record;
+mod regs;
 #[allow(dead_code)] // Used by the commands of issue 5, arriving.
 mod rows;
+mod syscalls;
 mod top_blocks;
 mod verify;
 
@@ -51,6 +53,11 @@ enum Command {
     /// Memory accesses: hot pages, every access to an address, the last
     /// store to it (traces recorded with `-O mem=values` or `mem=addr`).
     Mem(mem::Args),
+    /// List the system calls of a trace as strace does, or count them (`-c`).
+    Syscalls(syscalls::Args),
+    /// The registers of a trace recorded with `-O regs=...`: all of them at
+    /// a point in time, or one register's history.
+    Regs(regs::Args),
     /// Check every part of a trace against its manifest (sizes, checksums,
     /// rows, sequence numbers), and say what a cut-short run left.
     Verify(verify::Args),
@@ -66,6 +73,8 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Verify(args) => verify::run(args),
         Command::Coverage(args) => coverage::run(args, &cli.read).map(|()| 0),
         Command::Diff(args) => diff::run(args, &cli.read).map(|()| 0),
+        Command::Syscalls(args) => syscalls::run(args, &cli.read).map(|()| 0),
+        Command::Regs(args) => regs::run(args, &cli.read).map(|()| 0),
     }
 }
 

@@ -51,5 +51,4 @@ mod session;
 mod signals;
 mod sink;
 mod stream;
-mod syscall_names;
 mod triggers;

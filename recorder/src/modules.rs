@@ -45,7 +45,7 @@ use qtrace_format::writer::write_table;
 use qtrace_format::Table;
 
 use crate::ffi::{self, GuestReader};
-use crate::syscall_names;
+use qtrace_format::syscall_names;
 
 /// Guest pages, as the kernel rounds `mmap` and `munmap` lengths (4 KiB on
 /// x86_64, aarch64 and riscv64 under linux-user).

@@ -35,8 +35,8 @@ use crate::session::{self, Session, Settings};
 use crate::signals;
 use crate::sink::{usable_out_dir, Batch, BlockBatch, Msg, Sent, StreamBatch};
 use crate::stream;
-use crate::syscall_names;
 use crate::triggers;
+use qtrace_format::syscall_names;
 
 pub struct Recorder;
 

@@ -38,8 +38,8 @@ use crate::ffi::{self, Counter, GuestReader, PluginId, Register, Tb};
 use crate::filter::{glob, number};
 use crate::modules;
 use crate::recorder::{self, Recorder};
-use crate::syscall_names;
 use qtrace_format::elf;
+use qtrace_format::syscall_names;
 
 /// What fires a trigger.
 #[derive(Clone, Debug, PartialEq, Eq)]
