@@ -18,16 +18,19 @@
 //! (skipping the others unread) and reads them in parallel.
 
 use std::fs::File;
+use std::io::Read;
 use std::ops::Range;
+use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
 use arrow_array::{Array, UInt32Array, UInt64Array};
+use bytes::Bytes;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ProjectionMask;
 use parquet::basic::{Encoding, Type as PhysicalType};
 use parquet::column::page::Page;
 use parquet::file::metadata::{ParquetMetaData, RowGroupMetaData};
-use parquet::file::reader::{FileReader, SerializedFileReader};
+use parquet::file::reader::{ChunkReader, FileReader, Length, SerializedFileReader};
 use parquet::file::statistics::Statistics;
 use rayon::prelude::*;
 
@@ -73,7 +76,7 @@ impl Group {
 
 struct OpenPart {
     path: PartPath,
-    reader: SerializedFileReader<File>,
+    reader: SerializedFileReader<PositionalFile>,
     /// Column indices of `seq`, `tid`, `block_id`.
     seq: usize,
     tid: usize,
@@ -190,7 +193,8 @@ fn open_part(part: &PartPath) -> Result<OpenPart> {
     let path = &part.path;
     guarded(path, || {
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
-        let reader = SerializedFileReader::new(file).map_err(|e| Error::parquet(path, e))?;
+        let reader = SerializedFileReader::new(PositionalFile(Arc::new(file)))
+            .map_err(|e| Error::parquet(path, e))?;
         let schema = reader.metadata().file_metadata().schema_descr();
         let index = |name: &str| {
             (0..schema.num_columns())
@@ -205,6 +209,49 @@ fn open_part(part: &PartPath) -> Result<OpenPart> {
             reader,
         })
     })
+}
+
+/// A file read with `pread`, so that rayon's threads can read row groups
+/// of one opened part at once. (`File` as a `ChunkReader` seeks a shared
+/// file offset: concurrent readers would read each other's bytes.)
+#[derive(Clone)]
+struct PositionalFile(Arc<File>);
+
+impl Length for PositionalFile {
+    fn len(&self) -> u64 {
+        self.0.metadata().map(|m| m.len()).unwrap_or(0)
+    }
+}
+
+impl ChunkReader for PositionalFile {
+    type T = PositionalRead;
+
+    fn get_read(&self, start: u64) -> parquet::errors::Result<PositionalRead> {
+        Ok(PositionalRead {
+            file: self.clone(),
+            at: start,
+        })
+    }
+
+    fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<Bytes> {
+        let mut buf = vec![0; length];
+        self.0.read_exact_at(&mut buf, start)?;
+        Ok(buf.into())
+    }
+}
+
+/// A reader of a [`PositionalFile`] from an offset of its own.
+struct PositionalRead {
+    file: PositionalFile,
+    at: u64,
+}
+
+impl Read for PositionalRead {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.file.0.read_at(buf, self.at)?;
+        self.at += n as u64;
+        Ok(n)
+    }
 }
 
 fn int_range(rgm: &RowGroupMetaData, column: usize) -> Option<(u64, u64)> {
@@ -384,6 +431,82 @@ fn read_arrow(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::blocks_writer::BlocksFileWriter;
+    use crate::schema::{blocks_batch, Table};
+    use arrow_array::RecordBatch;
+    use parquet::arrow::ArrowWriter;
+    use parquet::file::properties::WriterProperties;
+    use std::path::Path;
+
+    /// Every (vcpu, tid, seq, id) a scan of `parts` sees, sorted.
+    fn rows_of(parts: &[PartPath], seqs: Option<Range<u64>>) -> Vec<(u32, u64, u32)> {
+        let blocks = Blocks::open(parts).unwrap();
+        let mut rows = blocks
+            .scan(
+                seqs,
+                Vec::new,
+                |acc, run| {
+                    for (i, &id) in run.ids.iter().enumerate() {
+                        acc.push((run.tid, run.first_seq + i as u64, id));
+                    }
+                },
+                |mut a, b| {
+                    a.extend(b);
+                    a
+                },
+            )
+            .unwrap();
+        rows.sort_unstable();
+        rows
+    }
+
+    fn part(dir: &Path, name: &str) -> PartPath {
+        PartPath {
+            vcpu: Some(0),
+            index: 0,
+            path: dir.join(name),
+        }
+    }
+
+    #[test]
+    fn the_recorders_pages_and_the_generic_decoder_agree() {
+        let dir = tempfile::tempdir().unwrap();
+        let ids_a: Vec<u32> = (0..300_000u32).map(|i| (i * 7919) % 1000).collect();
+        let ids_b: Vec<u32> = (0..5000u32).map(|i| i % 13).collect();
+
+        // As the recorder writes them: PLAIN pages, one thread per row group.
+        let fast = part(dir.path(), "fast.parquet");
+        let file = File::create(&fast.path).unwrap();
+        let mut w = BlocksFileWriter::new(file, 1).unwrap();
+        w.write_row_group(0, 7, &ids_a).unwrap();
+        w.write_row_group(300_000, 8, &ids_b).unwrap();
+        w.finish().unwrap();
+
+        // As another tool might: dictionary pages, both threads in one
+        // row group, so the generic path must cut runs where tid changes.
+        let slow = part(dir.path(), "slow.parquet");
+        let props = WriterProperties::builder()
+            .set_max_row_group_row_count(Some(1 << 20))
+            .build();
+        let file = File::create(&slow.path).unwrap();
+        let mut w = ArrowWriter::try_new(file, Table::Blocks.schema(), Some(props)).unwrap();
+        let a: RecordBatch = blocks_batch(0, 7, &ids_a);
+        w.write(&a).unwrap();
+        w.write(&blocks_batch(300_000, 8, &ids_b)).unwrap();
+        w.close().unwrap();
+
+        let blocks = Blocks::open(std::slice::from_ref(&slow)).unwrap();
+        assert_eq!(blocks.groups()[0].tid, None, "one row group, two threads");
+        let all = rows_of(std::slice::from_ref(&fast), None);
+        assert_eq!(all.len(), 305_000);
+        assert_eq!(all, rows_of(std::slice::from_ref(&slow), None));
+        assert_eq!(all[299_999], (7, 299_999, ids_a[299_999]));
+        assert_eq!(all[300_000], (8, 300_000, 0));
+        let window = 299_990..300_010;
+        let some = rows_of(&[fast], Some(window.clone()));
+        assert_eq!(some.len(), 20);
+        assert_eq!(some, rows_of(&[slow], Some(window)));
+    }
 
     #[test]
     fn reads_ids_aligned_or_not() {

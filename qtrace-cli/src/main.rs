@@ -3,6 +3,7 @@
 //! This file only parses arguments and turns the outcome into an exit code;
 //! each command lives in its own module.
 
+mod export;
 mod info;
 mod locate;
 mod output;
@@ -41,6 +42,9 @@ enum Command {
     /// Check every part of a trace against its manifest (sizes, checksums,
     /// rows, sequence numbers), and say what a cut-short run left.
     Verify(verify::Args),
+    /// Write a table as CSV or JSON, or the trace as Chrome trace-event
+    /// JSON (Perfetto) or a Tenet trace.
+    Export(export::Args),
 }
 
 fn run(cli: Cli) -> anyhow::Result<u8> {
@@ -49,6 +53,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Info(args) => info::run(args, &cli.read).map(|()| 0),
         Command::TopBlocks(args) => top_blocks::run(args, &cli.read).map(|()| 0),
         Command::Verify(args) => verify::run(args),
+        Command::Export(args) => export::run(args, &cli.read).map(|()| 0),
     }
 }
 
