@@ -103,18 +103,21 @@ pub fn run(args: Args, read: &ReadArgs) -> Result<()> {
             bail!("{flag} applies to table exports, not --chrome or --tenet");
         }
     }
-    let mut out = open_output(args.output.as_deref())?;
-    if args.chrome {
-        chrome::run(&trace, &args, &mut out)?;
-    } else if args.tenet {
-        tenet::run(&trace, &args, &mut out)?;
-    } else {
-        let name = args.table.as_deref().unwrap_or_default();
-        let table = Table::from_name(name).with_context(|| {
+    let table = match &args.table {
+        None => None,
+        Some(name) => Some(Table::from_name(name).with_context(|| {
             let names: Vec<&str> = Table::ALL.iter().map(|t| t.name()).collect();
             format!("unknown table `{name}` (tables: {})", names.join(", "))
-        })?;
-        table::run(&trace, table, &args, &mut out)?;
+        })?),
+    };
+    if let Some(t) = table {
+        table::check(t, &args)?;
+    }
+    let mut out = open_output(args.output.as_deref())?;
+    match table {
+        Some(table) => table::run(&trace, table, &args, &mut out)?,
+        None if args.chrome => chrome::run(&trace, &args, &mut out)?,
+        None => tenet::run(&trace, &args, &mut out)?,
     }
     out.flush()
         .map_err(|e| output_error(args.output.as_deref(), e))?;

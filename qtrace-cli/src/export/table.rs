@@ -27,7 +27,8 @@ use super::cursor::{KeyRange, Ordered};
 use super::names::BlockNames;
 use super::{parts_by_vcpu, Args, Escape, TableFormat};
 
-pub fn run(trace: &Trace, table: Table, args: &Args, out: &mut dyn Write) -> Result<()> {
+/// Fails when an option does not apply to `table` (before any output).
+pub fn check(table: Table, args: &Args) -> Result<()> {
     if args.seq.is_some() && !table.per_vcpu() {
         bail!(
             "--seq selects rows of per-vCPU tables (blocks, mem, syscalls, regs), not of {}",
@@ -40,6 +41,17 @@ pub fn run(trace: &Trace, table: Table, args: &Args, out: &mut dyn Write) -> Res
     if args.resolve && table != Table::Blocks {
         bail!(
             "--resolve adds pc and symbol to blocks, not to {}",
+            table.name()
+        );
+    }
+    Ok(())
+}
+
+pub fn run(trace: &Trace, table: Table, args: &Args, out: &mut dyn Write) -> Result<()> {
+    if trace.parts(table)?.is_empty() {
+        bail!(
+            "{}: the trace has no {} table",
+            trace.root().display(),
             table.name()
         );
     }
