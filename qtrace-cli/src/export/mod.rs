@@ -113,15 +113,21 @@ pub fn run(args: Args, read: &ReadArgs) -> Result<()> {
     if let Some(t) = table {
         table::check(t, &args)?;
     }
-    let mut out = open_output(args.output.as_deref())?;
-    match table {
-        Some(table) => table::run(&trace, table, &args, &mut out)?,
-        None if args.chrome => chrome::run(&trace, &args, &mut out)?,
-        None => tenet::run(&trace, &args, &mut out)?,
-    }
-    out.flush()
-        .map_err(|e| output_error(args.output.as_deref(), e))?;
-    Ok(())
+    let path = args.output.as_deref();
+    let mut out = open_output(path)?;
+    let written = match table {
+        Some(table) => table::run(&trace, table, &args, &mut out),
+        None if args.chrome => chrome::run(&trace, &args, &mut out),
+        None => tenet::run(&trace, &args, &mut out),
+    };
+    written
+        .and_then(|()| Ok(out.flush()?))
+        .map_err(|e| match e.downcast::<io::Error>() {
+            // A write that failed: name the file (errors of reading name
+            // their own).
+            Ok(io) => output_error(path, io),
+            Err(other) => other,
+        })
 }
 
 /// stdout, or a new file; buffered either way.

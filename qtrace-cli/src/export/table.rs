@@ -362,3 +362,43 @@ impl<'w, W: Write + ?Sized> Sink<'w, W> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn render(format: TableFormat, rows: &[(u64, Option<&str>)]) -> String {
+        let mut buf: Vec<u8> = Vec::new();
+        let names = vec!["n".to_string(), "a,b".to_string()];
+        let mut sink = Sink::new(&mut buf, format, &names).unwrap();
+        for &(n, s) in rows {
+            sink.row(|column, style, out| match (column, s) {
+                (0, _) => out.push_str(&n.to_string()),
+                (_, Some(s)) => cells::text(s, style, out),
+                (_, None) => cells::null(style, out),
+            })
+            .unwrap();
+        }
+        sink.finish().unwrap();
+        String::from_utf8(buf).unwrap()
+    }
+
+    #[test]
+    fn rows_in_each_format() {
+        let rows = [(1, Some("x,y")), (2, None)];
+        assert_eq!(
+            render(TableFormat::Csv, &rows),
+            "n,\"a,b\"\n1,\"x,y\"\n2,\n"
+        );
+        assert_eq!(
+            render(TableFormat::Jsonl, &rows),
+            "{\"n\":1,\"a,b\":\"x,y\"}\n{\"n\":2,\"a,b\":null}\n"
+        );
+        assert_eq!(
+            render(TableFormat::Json, &rows),
+            "[\n  {\"n\":1,\"a,b\":\"x,y\"},\n  {\"n\":2,\"a,b\":null}\n]\n"
+        );
+        assert_eq!(render(TableFormat::Json, &[]), "[]\n");
+        assert_eq!(render(TableFormat::Csv, &[]), "n,\"a,b\"\n");
+    }
+}
