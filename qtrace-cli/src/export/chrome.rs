@@ -57,14 +57,14 @@ pub fn run(trace: &Trace, args: &Args, out: &mut dyn Write) -> Result<()> {
     let mut w = Events::new(out, args.max_events);
     w.header(trace)?;
     let (process, command) = process_name(trace)?;
-    w.metadata(
-        json!({"name": "process_name", "ph": "M", "pid": pid, "tid": pid,
-                      "args": {"name": process}}),
-    )?;
-    w.metadata(
-        json!({"name": "process_labels", "ph": "M", "pid": pid, "tid": pid,
-                      "args": {"labels": command}}),
-    )?;
+    w.metadata(json!({
+        "name": "process_name", "ph": "M", "pid": pid, "tid": pid,
+        "args": {"name": process},
+    }))?;
+    w.metadata(json!({
+        "name": "process_labels", "ph": "M", "pid": pid, "tid": pid,
+        "args": {"labels": command},
+    }))?;
     let mut named: HashSet<u32> = HashSet::new();
     for t in m
         .threads
@@ -462,14 +462,16 @@ impl<'w, W: Write + ?Sized> Events<'w, W> {
             return Ok(());
         }
         let who = if tid == pid { "main" } else { "thread" };
-        self.metadata(
-            json!({"name": "thread_name", "ph": "M", "pid": pid, "tid": tid,
-                             "args": {"name": format!("{who} {tid} (vCPU {vcpu})")}}),
-        )?;
-        self.metadata(
-            json!({"name": "thread_sort_index", "ph": "M", "pid": pid, "tid": tid,
-                             "args": {"sort_index": tid}}),
-        )
+        self.metadata(json!({
+            "name": "thread_name", "ph": "M", "pid": pid, "tid": tid,
+            "args": {"name": format!("{who} {tid} (vCPU {vcpu})")},
+        }))?;
+        // Tracks in thread id order: the main thread first, then the
+        // others as they were created.
+        self.metadata(json!({
+            "name": "thread_sort_index", "ph": "M", "pid": pid, "tid": tid,
+            "args": {"sort_index": tid},
+        }))
     }
 
     /// Writes a counted event; false (and `cut` set) once the limit is
