@@ -33,7 +33,10 @@ use qtrace_format::{PartPath, Table, Trace};
 use crate::reading::ReadArgs;
 
 #[derive(clap::Args)]
-#[command(group = clap::ArgGroup::new("what").args(["table", "chrome", "tenet"]).required(true))]
+#[command(
+    group = clap::ArgGroup::new("what").args(["table", "chrome", "tenet"]).required(true),
+    override_usage = "qtrace export [OPTIONS] DIR TABLE\n       qtrace export [OPTIONS] DIR --chrome\n       qtrace export [OPTIONS] DIR --tenet [--seq A..B]"
+)]
 pub struct Args {
     /// The trace directory (as written by `qtrace record -o`).
     dir: PathBuf,

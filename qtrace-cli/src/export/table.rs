@@ -90,7 +90,10 @@ fn select(all: &[String], asked: &[String], table: Table) -> Result<Vec<String>>
     if asked.is_empty() {
         return Ok(all.to_vec());
     }
-    for a in asked {
+    for (i, a) in asked.iter().enumerate() {
+        if asked[..i].contains(a) {
+            bail!("--columns names `{a}` twice");
+        }
         if !all.contains(a) {
             bail!(
                 "{} has no column `{a}` (columns: {})",
