@@ -592,7 +592,10 @@ fn wrong_arguments_are_one_line_errors() {
             &["export", t, "blocks", "--columns", "seq,pcx"],
             "no column `pcx`",
         ),
-        (&["export", t, "blocks", "--columns", "seq,seq"], "`seq` twice"),
+        (
+            &["export", t, "blocks", "--columns", "seq,seq"],
+            "`seq` twice",
+        ),
         (&["export", t, "block_dict", "--seq", "0..10"], "--seq"),
         (&["export", t, "modules", "--vcpu", "0"], "--vcpu"),
         (&["export", t, "blocks", "--vcpu", "7"], "no vCPU 7"),
