@@ -6,6 +6,7 @@
 mod counts;
 mod coverage;
 mod diff;
+mod export;
 mod info;
 mod locate;
 mod mem;
@@ -61,6 +62,9 @@ enum Command {
     /// Check every part of a trace against its manifest (sizes, checksums,
     /// rows, sequence numbers), and say what a cut-short run left.
     Verify(verify::Args),
+    /// Write a table as CSV or JSON, or the trace as Chrome trace-event
+    /// JSON (Perfetto) or a Tenet trace.
+    Export(export::Args),
 }
 
 fn run(cli: Cli) -> anyhow::Result<u8> {
@@ -75,6 +79,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Diff(args) => diff::run(args, &cli.read).map(|()| 0),
         Command::Syscalls(args) => syscalls::run(args, &cli.read).map(|()| 0),
         Command::Regs(args) => regs::run(args, &cli.read).map(|()| 0),
+        Command::Export(args) => export::run(args, &cli.read).map(|()| 0),
     }
 }
 
