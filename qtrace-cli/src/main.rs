@@ -16,7 +16,6 @@ mod progress;
 mod reading;
 mod record;
 mod regs;
-#[allow(dead_code)] // Used by the commands of issue 5, arriving.
 mod rows;
 mod syscalls;
 mod top_blocks;

@@ -450,7 +450,7 @@ fn at(
         rows::num("stored_seq"),
         rows::num("stored_block_seq"),
     ]);
-    let mut rows_out = Rows::new(out, args.format, &header)?;
+    let mut rows_out = Rows::new(out, args.format, &header)?.with_colour(crate::progress::colour());
     for (name, value) in names.iter().zip(&found.values) {
         let mut cells = Vec::new();
         if !table {
@@ -527,7 +527,8 @@ fn history(
     } else {
         None
     };
-    let mut rows_out = Rows::new(out, args.format, &columns)?;
+    let mut rows_out =
+        Rows::new(out, args.format, &columns)?.with_colour(crate::progress::colour());
     // Each thread's value so far (threads never move between vCPUs).
     let mut last: HashMap<u32, RegValue> = HashMap::new();
     for groups_now in groups.runs(&kept, RUN_ROWS) {

@@ -60,9 +60,7 @@ pub struct Rows<W: Write> {
 impl Rows<std::io::BufWriter<std::io::StdoutLock<'static>>> {
     /// Rows on stdout, buffered, with colour where stdout takes it.
     pub fn stdout(format: Format, columns: &[Column]) -> io::Result<Self> {
-        let mut rows = Rows::new(output::stdout(), format, columns)?;
-        rows.colour = crate::progress::colour();
-        Ok(rows)
+        Ok(Rows::new(output::stdout(), format, columns)?.with_colour(crate::progress::colour()))
     }
 }
 
@@ -83,6 +81,13 @@ impl<W: Write> Rows<W> {
             output::write_csv_record(&mut rows.out, &names)?;
         }
         Ok(rows)
+    }
+
+    /// Bold headers in a table when `on` (the caller knows whether its
+    /// writer is a terminal's).
+    pub fn with_colour(mut self, on: bool) -> Self {
+        self.colour = on && self.format == Format::Table;
+        self
     }
 
     /// One row: a cell per column, in order.
@@ -126,15 +131,6 @@ impl<W: Write> Rows<W> {
         }
         self.rows += 1;
         Ok(())
-    }
-
-    /// Rows pushed so far.
-    pub fn len(&self) -> u64 {
-        self.rows
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.rows == 0
     }
 
     /// Ends the output (a table with no rows still prints its header; a

@@ -347,7 +347,7 @@ fn listing(
         ]);
     }
     header.push(rows::text("call"));
-    let mut table = Rows::new(out, args.format, &header)?;
+    let mut table = Rows::new(out, args.format, &header)?.with_colour(crate::progress::colour());
 
     let groups = RowGroups::open(parts, &columns(true))?;
     let kept: Vec<RowGroup> = groups
@@ -504,7 +504,7 @@ fn summary(parts: &[PartPath], filter: &Filter, args: &Args, out: &mut impl Writ
         rows::num("errors"),
         rows::num("share"),
     ]);
-    let mut table = Rows::new(out, args.format, &header)?;
+    let mut table = Rows::new(out, args.format, &header)?.with_colour(crate::progress::colour());
     let total_row = |table: &mut Rows<_>, tid: Option<u32>, t: Tally| -> Result<()> {
         let mut cells = Vec::new();
         if args.per_thread {

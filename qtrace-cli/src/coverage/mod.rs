@@ -124,6 +124,7 @@ pub fn run(args: Args, read: &ReadArgs) -> Result<()> {
         Kind::Addrs => write_addrs(&mut out, &runs, &placed, args.insns)?,
         Kind::Blocks | Kind::Symbols | Kind::Modules => {
             let mut r = report::Report::new(&runs, &space, &placed, args.debug_dirs);
+            r.colour = args.output.is_none() && crate::progress::colour();
             match args.kind {
                 Kind::Blocks => r.blocks(&mut out, args.format)?,
                 Kind::Symbols => r.symbols(&mut out, args.format)?,

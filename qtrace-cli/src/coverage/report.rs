@@ -27,6 +27,8 @@ pub struct Report<'a> {
     placed: &'a [Placed],
     debug_dirs: Vec<PathBuf>,
     resolvers: Vec<Option<Resolver>>,
+    /// Bold table headers (the output is a terminal).
+    pub colour: bool,
 }
 
 /// Totals of a group of blocks.
@@ -69,6 +71,7 @@ impl<'a> Report<'a> {
             placed,
             debug_dirs,
             resolvers: runs.iter().map(|_| None).collect(),
+            colour: false,
         }
     }
 
@@ -119,7 +122,8 @@ impl<'a> Report<'a> {
                 num("execs"),
                 text("symbol"),
             ],
-        )?;
+        )?
+        .with_colour(self.colour);
         for p in self.placed {
             let Some(b) = self.block(p) else { continue };
             let offset = p.module.map_or(Value::Null, |i| {
@@ -164,7 +168,8 @@ impl<'a> Report<'a> {
                 num("bytes"),
                 num("execs"),
             ],
-        )?;
+        )?
+        .with_colour(self.colour);
         for ((m, symbol), t) in groups {
             out.push(vec![
                 self.module_name(m),
@@ -207,7 +212,8 @@ impl<'a> Report<'a> {
                 num("covered_pct"),
                 text("path"),
             ],
-        )?;
+        )?
+        .with_colour(self.colour);
         let empty = Tally::default();
         for (i, m) in self.space.modules.iter().enumerate() {
             let t = tallies.get(&i).unwrap_or(&empty);

@@ -154,7 +154,8 @@ pub(super) fn run(args: &Args, a: &mut Side, b: &mut Side, keys: &KeySpace) -> R
                     rows::text("offset"),
                     rows::text("symbol"),
                 ],
-            )?;
+            )?
+            .with_colour(crate::progress::colour());
             for (k, s) in rows {
                 let p = &pairs[k as usize];
                 let key = &keys.keys[k as usize];
@@ -225,7 +226,8 @@ pub(super) fn run(args: &Args, a: &mut Side, b: &mut Side, keys: &KeySpace) -> R
             if args.by == By::Symbol {
                 columns.push(rows::text("symbol"));
             }
-            let mut out = Rows::new(out, args.format, &columns)?;
+            let mut out =
+                Rows::new(out, args.format, &columns)?.with_colour(crate::progress::colour());
             for ((module, symbol), s) in rows {
                 let mut cells = vec![
                     json!(s.status()),

@@ -499,7 +499,8 @@ fn print(format: Format, reports: &[Report]) -> Result<()> {
                     rows::text("symbol_b"),
                     rows::text("explained_by"),
                 ],
-            )?;
+            )?
+            .with_colour(crate::progress::colour());
             for r in reports {
                 rows.push(r.flat.clone())?;
             }

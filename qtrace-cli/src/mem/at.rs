@@ -21,7 +21,7 @@ use rayon::prelude::*;
 use super::access::{self, Access, Code, Group, MemReader};
 use super::span::Span;
 use super::{mem_parts, ScanStats};
-use crate::output::{self, Format};
+use crate::output::Format;
 use crate::reading::ReadArgs;
 use crate::rows::Rows;
 
@@ -103,7 +103,7 @@ pub fn run(args: Args, read: &ReadArgs) -> Result<()> {
             .collect())
     };
 
-    let mut out = Rows::new(output::stdout(), args.format, &access::COLUMNS)?;
+    let mut out = Rows::stdout(args.format, &access::COLUMNS)?;
     let mut print = |accesses: &[Access], stats: &mut ScanStats| -> Result<()> {
         if accesses.is_empty() {
             return Ok(());

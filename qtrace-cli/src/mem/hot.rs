@@ -21,7 +21,7 @@ use qtrace_format::{scan, Module, Table, Trace};
 use serde_json::Value;
 
 use super::mem_parts;
-use crate::output::{self, Format};
+use crate::output::Format;
 use crate::places::module_name;
 use crate::reading::ReadArgs;
 use crate::rows::{self, Rows};
@@ -113,7 +113,7 @@ pub fn run(args: Args, read: &ReadArgs) -> Result<()> {
         rows::num("share"),
         rows::text("place"),
     ]);
-    let mut out = Rows::new(output::stdout(), args.format, &columns)?;
+    let mut out = Rows::stdout(args.format, &columns)?;
     for (i, (start, end, n, c)) in ranked.iter().enumerate() {
         let mut cells: Vec<Value> = vec![(i + 1).into(), rows::hex(*start)];
         if args.regions {

@@ -22,7 +22,7 @@ use serde_json::Value;
 use super::access::{self, Access, Code, Group, MemReader};
 use super::span::Span;
 use super::{mem_parts, ScanStats};
-use crate::output::{self, Format};
+use crate::output::Format;
 use crate::reading::ReadArgs;
 use crate::rows::{self, Rows};
 
@@ -185,7 +185,7 @@ pub fn run(args: Args, read: &ReadArgs) -> Result<()> {
         rows::text("bytes"),
         rows::text("value_at"),
     ]);
-    let mut out = Rows::new(output::stdout(), args.format, &columns)?;
+    let mut out = Rows::stdout(args.format, &columns)?;
     if let Some(a) = &found {
         let block_parts = access::block_parts(&trace)?;
         let code = Code::open(&trace, &block_parts)?;
