@@ -28,12 +28,12 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # Python: a venv in the cache, so that the system's Python stays as it is.
-py_stamp=$QTRACE_PY/.complete-1
+py_stamp=$QTRACE_PY/.complete-2
 if [ ! -f "$py_stamp" ]; then
   log "creating the Python environment in $QTRACE_PY"
   python3 -m venv "$QTRACE_PY"
   "$QTRACE_PY/bin/pip" install -q --disable-pip-version-check \
-    'meson>=1.5,<2' 'pycotap==1.3.1' 'duckdb>=1.1' 'pyarrow>=15' 'pandas>=2'
+    'meson>=1.5,<2' 'pycotap==1.3.1' 'duckdb>=1.1' 'duckdb-cli>=1.1' 'pyarrow>=15' 'pandas>=2'
   touch "$py_stamp"
 fi
 
