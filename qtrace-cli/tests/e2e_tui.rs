@@ -1,0 +1,123 @@
+//! The interface for real: `qtrace tui` on a recorded sample, in a
+//! pseudo-terminal that tmux provides, driven with keys and read back from
+//! the screen.
+
+mod common;
+mod e2e_support;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use e2e_support::{record, sample, top_blocks};
+
+/// A tmux session running one command, killed when dropped.
+struct Tmux {
+    name: String,
+}
+
+impl Tmux {
+    fn start(cmd: &str, w: u16, h: u16) -> Tmux {
+        let name = format!("qtrace-tui-test-{}", std::process::id());
+        let status = Command::new("tmux")
+            .args(["new-session", "-d", "-s", &name, "-x", &w.to_string(), "-y", &h.to_string()])
+            .arg(format!("{cmd}; echo EXITED=$?; sleep 30"))
+            .env("TERM", "xterm-256color")
+            .status()
+            .expect("tmux runs");
+        assert!(status.success());
+        Tmux { name }
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        let status = Command::new("tmux")
+            .args(["send-keys", "-t", &self.name])
+            .args(keys)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    fn screen(&self) -> String {
+        let out = Command::new("tmux")
+            .args(["capture-pane", "-p", "-t", &self.name])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Waits until the screen shows `text`, and returns the screen.
+    fn wait_for(&self, text: &str) -> String {
+        let start = Instant::now();
+        loop {
+            let s = self.screen();
+            if s.contains(text) {
+                return s;
+            }
+            assert!(start.elapsed() < Duration::from_secs(30), "waited for {text:?}; screen:\n{s}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux").args(["kill-session", "-t", &self.name]).status();
+    }
+}
+
+fn qtrace_tui(trace: &Path) -> String {
+    format!("{} tui {}", common::qtrace_exe().display(), trace.display())
+}
+
+#[test]
+fn browses_a_recorded_trace_and_quits_cleanly() {
+    let Some(hotloop) = sample("x86_64", "hotloop") else {
+        panic!("samples not built: run make -C samples");
+    };
+    let (_dir, trace) = record(&[hotloop.to_str().unwrap(), "2"], &["syscalls=on"]);
+    let top = top_blocks(&trace, &["-n", "1"]);
+    let top_pc = top[0]["address"].as_str().unwrap().to_string();
+
+    let tmux = Tmux::start(&qtrace_tui(&trace), 100, 30);
+    // Overview: the command and how it ended, at once.
+    let s = tmux.wait_for("exited with status 0");
+    assert!(s.contains("hotloop"), "{s}");
+    // Hot blocks: the hottest block first, as top-blocks says.
+    tmux.keys(&["2"]);
+    let s = tmux.wait_for("Hot blocks by executions");
+    let first_row = s.lines().find(|l| l.trim_start().starts_with("1 ")).unwrap_or_default();
+    assert!(first_row.contains(&top_pc), "top block {top_pc} not first:\n{s}");
+    // Filter as you type: a symbol that exists, then one that does not.
+    tmux.keys(&["/", "z", "z", "z", "z"]);
+    tmux.wait_for("0 of ");
+    tmux.keys(&["Escape"]);
+    // Syscalls: exit_group is there.
+    tmux.keys(&["4"]);
+    tmux.wait_for("exit_group");
+    // Timeline: a heat map with its cursor.
+    tmux.keys(&["3"]);
+    tmux.wait_for("Timeline vCPU 0");
+    // Help, then quit: the shell gets the terminal back with status 0.
+    tmux.keys(&["?"]);
+    tmux.wait_for("Help");
+    tmux.keys(&["Escape", "q"]);
+    let s = tmux.wait_for("EXITED=");
+    assert!(s.contains("EXITED=0"), "{s}");
+    // The alternate screen is gone: the interface's tabs are not left on it.
+    assert!(!s.contains("1 Overview"), "{s}");
+}
+
+#[test]
+fn a_directory_that_is_not_a_trace_is_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(common::qtrace_exe())
+        .arg("tui")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("not a qtrace trace"), "{err}");
+}

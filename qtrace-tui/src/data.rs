@@ -1,0 +1,405 @@
+//! What the views show, read from a trace. Nothing here knows the
+//! terminal: each loader returns plain data, and runs on a background
+//! thread (see `loader.rs`) so the interface never waits for it.
+//!
+//! The first screen needs only the manifest and the per-block counts the
+//! recorder writes at exit, which is why a trace of 10^9 events opens at
+//! once; the timeline and the memory heat map scan whole tables and come
+//! later.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use anyhow::Result;
+use arrow_array::{Array, BooleanArray, Int32Array, Int64Array, StringArray, UInt32Array, UInt64Array};
+use qtrace_format::block_stream::Blocks;
+use qtrace_format::schema::{self, col};
+use qtrace_format::symbols::Resolver;
+use qtrace_format::{scan, BlockInfo, Manifest, Module, Table, Trace};
+
+/// A block with how often it ran.
+#[derive(Clone, Debug)]
+pub struct HotBlock {
+    pub id: u32,
+    pub pc: u64,
+    pub execs: u64,
+    pub n_insns: u32,
+    pub symbol: String,
+    pub module: String,
+}
+
+impl HotBlock {
+    pub fn insns(&self) -> u64 {
+        self.execs * u64::from(self.n_insns)
+    }
+}
+
+/// What opens at once: the manifest, the hot blocks and the dictionary.
+pub struct Summary {
+    pub manifest: Manifest,
+    /// Every block that executed, most executed first.
+    pub hot: Vec<HotBlock>,
+    /// The dictionary, by block id, for disassembly.
+    pub dict: HashMap<u32, BlockInfo>,
+    /// Whether the counts come from the recorder's counters (else from
+    /// counting `blocks`: an unfinished trace).
+    pub exact: bool,
+}
+
+/// Reads the manifest, the counts and the dictionary.
+pub fn summary(trace: &Trace) -> Result<Summary> {
+    let manifest = trace.manifest().clone();
+    let mut execs: HashMap<u32, u64> = HashMap::new();
+    let counts = trace.block_counts()?;
+    let exact = !counts.is_empty();
+    if exact {
+        for c in counts {
+            *execs.entry(c.block_id).or_default() += c.execs;
+        }
+    } else {
+        let blocks = Blocks::open(&trace.parts(Table::Blocks)?)?;
+        execs = blocks.scan(
+            None,
+            HashMap::new,
+            |acc: &mut HashMap<u32, u64>, run| {
+                for &id in run.ids {
+                    *acc.entry(id).or_default() += 1;
+                }
+            },
+            |mut a, b| {
+                for (id, n) in b {
+                    *a.entry(id).or_default() += n;
+                }
+                a
+            },
+        )?;
+    }
+    let dict: HashMap<u32, BlockInfo> = trace.block_dict()?.into_iter().map(|b| (b.id, b)).collect();
+    let modules = trace.modules()?;
+    let mut names = Names::new(modules);
+    let mut hot: Vec<HotBlock> = execs
+        .into_iter()
+        .filter(|&(_, n)| n > 0)
+        .map(|(id, n)| {
+            let b = dict.get(&id);
+            let pc = b.map_or(0, |b| b.pc);
+            HotBlock {
+                id,
+                pc,
+                execs: n,
+                n_insns: b.map_or(0, |b| b.insns.len() as u32),
+                symbol: b
+                    .and_then(|b| b.symbol.clone())
+                    .or_else(|| names.symbol(pc))
+                    .unwrap_or_default(),
+                module: names.module(pc),
+            }
+        })
+        .collect();
+    hot.sort_by(|a, b| b.execs.cmp(&a.execs).then(a.pc.cmp(&b.pc)));
+    Ok(Summary {
+        manifest,
+        hot,
+        dict,
+        exact,
+    })
+}
+
+/// Names of addresses: the module that holds one and its symbol, resolved
+/// offline through the trace's modules.
+pub struct Names {
+    resolver: Resolver,
+    modules: Vec<Module>,
+}
+
+impl Names {
+    pub fn new(modules: Vec<Module>) -> Names {
+        Names {
+            resolver: Resolver::new(modules.clone()),
+            modules,
+        }
+    }
+
+    pub fn symbol(&mut self, pc: u64) -> Option<String> {
+        self.resolver.symbol(pc)
+    }
+
+    /// The file name of the module holding `pc`, or empty.
+    pub fn module(&self, pc: u64) -> String {
+        self.modules
+            .iter()
+            .find(|m| m.contains(pc))
+            .map(|m| Path::new(&m.path).file_name().map_or(m.path.clone(), |n| n.to_string_lossy().into_owned()))
+            .unwrap_or_default()
+    }
+}
+
+/// One system call, as the Syscalls view lists it.
+#[derive(Clone, Debug)]
+pub struct Call {
+    pub vcpu: u32,
+    pub seq: u64,
+    pub tid: u32,
+    pub block_seq: u64,
+    pub name: String,
+    pub args: [u64; 3],
+    pub ret: Option<i64>,
+    pub errno: Option<i32>,
+}
+
+/// Every system call, in order per vCPU.
+pub fn syscalls(trace: &Trace) -> Result<Vec<Call>> {
+    let parts = trace.parts(Table::Syscalls)?;
+    let columns = [
+        col::SEQ,
+        col::TID,
+        col::BLOCK_SEQ,
+        col::NUM,
+        col::NAME,
+        col::ARGS[0],
+        col::ARGS[1],
+        col::ARGS[2],
+        col::RET,
+        col::ERRNO,
+    ];
+    let mut calls = scan(
+        &parts,
+        &columns,
+        Vec::new,
+        |mut acc: Vec<Call>, batch, part| {
+            let seq: &UInt64Array = schema::column(batch, col::SEQ)?;
+            let tid: &UInt32Array = schema::column(batch, col::TID)?;
+            let block_seq: &UInt64Array = schema::column(batch, col::BLOCK_SEQ)?;
+            let num: &Int64Array = schema::column(batch, col::NUM)?;
+            let name: &StringArray = schema::column(batch, col::NAME)?;
+            let args: Vec<&UInt64Array> = (0..3)
+                .map(|i| schema::column(batch, col::ARGS[i]))
+                .collect::<qtrace_format::Result<_>>()?;
+            let ret: &Int64Array = schema::column(batch, col::RET)?;
+            let errno: &Int32Array = schema::column(batch, col::ERRNO)?;
+            for i in 0..batch.num_rows() {
+                acc.push(Call {
+                    vcpu: part.vcpu.unwrap_or(0),
+                    seq: seq.value(i),
+                    tid: tid.value(i),
+                    block_seq: block_seq.value(i),
+                    name: if name.is_null(i) {
+                        format!("syscall_{}", num.value(i))
+                    } else {
+                        name.value(i).to_string()
+                    },
+                    args: [args[0].value(i), args[1].value(i), args[2].value(i)],
+                    ret: (!ret.is_null(i)).then(|| ret.value(i)),
+                    errno: (!errno.is_null(i)).then(|| errno.value(i)),
+                });
+            }
+            Ok(acc)
+        },
+        |mut a, b| {
+            a.extend(b);
+            a
+        },
+    )?;
+    calls.sort_by_key(|c| (c.vcpu, c.seq));
+    Ok(calls)
+}
+
+/// Execution over time of one vCPU: its `seq` cut into equal buckets,
+/// with the instructions run in each, and a heat map of where (the
+/// executed blocks ranked by address, cut into bands) against when.
+#[derive(Clone, Debug, Default)]
+pub struct Timeline {
+    pub vcpu: u32,
+    /// The `seq` range shown.
+    pub seqs: std::ops::Range<u64>,
+    /// Instructions per time bucket.
+    pub insns: Vec<u64>,
+    /// `heat[band][bucket]`: block executions.
+    pub heat: Vec<Vec<u64>>,
+    /// The lowest address of each band.
+    pub band_pc: Vec<u64>,
+}
+
+/// Time buckets of a timeline.
+pub const BUCKETS: usize = 120;
+/// Address bands of a timeline's heat map.
+pub const BANDS: usize = 24;
+
+/// Scans `blocks` of `vcpu` over `seqs` (the whole stream when `None`) and
+/// builds its timeline. Only the row groups that overlap are read.
+pub fn timeline(trace: &Trace, summary: &Summary, vcpu: u32, seqs: Option<std::ops::Range<u64>>) -> Result<Timeline> {
+    let parts: Vec<_> = trace
+        .parts(Table::Blocks)?
+        .into_iter()
+        .filter(|p| p.vcpu == Some(vcpu))
+        .collect();
+    let blocks = Blocks::open(&parts)?;
+    let full = blocks
+        .groups()
+        .iter()
+        .filter_map(|g| g.seqs.clone())
+        .fold(None::<std::ops::Range<u64>>, |acc, s| match acc {
+            None => Some(s),
+            Some(a) => Some(a.start.min(s.start)..a.end.max(s.end)),
+        })
+        .unwrap_or(0..0);
+    let seqs = seqs.unwrap_or(full);
+    let span = (seqs.end - seqs.start).max(1);
+    // Bands: executed blocks in address order, cut into equal counts.
+    let mut by_pc: Vec<(u64, u32)> = summary.hot.iter().map(|h| (h.pc, h.id)).collect();
+    by_pc.sort_unstable();
+    let per_band = by_pc.len().div_ceil(BANDS).max(1);
+    let max_id = summary.dict.keys().copied().max().unwrap_or(0) as usize;
+    let mut band_of = vec![u8::MAX; max_id + 1];
+    let mut band_pc = Vec::new();
+    for (i, &(pc, id)) in by_pc.iter().enumerate() {
+        if i % per_band == 0 {
+            band_pc.push(pc);
+        }
+        band_of[id as usize] = (i / per_band) as u8;
+    }
+    let insns_of: Vec<u32> = (0..=max_id as u32)
+        .map(|id| summary.dict.get(&id).map_or(0, |b| b.insns.len() as u32))
+        .collect();
+    let bands = band_pc.len();
+    let empty = || (vec![0u64; BUCKETS], vec![vec![0u64; BUCKETS]; bands]);
+    let (insns, heat) = blocks.scan(
+        Some(seqs.clone()),
+        empty,
+        |(insns, heat), run| {
+            for (i, &id) in run.ids.iter().enumerate() {
+                let t = ((run.first_seq + i as u64 - seqs.start) as u128 * BUCKETS as u128 / span as u128) as usize;
+                let t = t.min(BUCKETS - 1);
+                let id = id as usize;
+                insns[t] += u64::from(insns_of.get(id).copied().unwrap_or(0));
+                if let Some(&b) = band_of.get(id) {
+                    if (b as usize) < bands {
+                        heat[b as usize][t] += 1;
+                    }
+                }
+            }
+        },
+        |(mut ia, mut ha), (ib, hb)| {
+            for (a, b) in ia.iter_mut().zip(ib) {
+                *a += b;
+            }
+            for (ra, rb) in ha.iter_mut().zip(hb) {
+                for (a, b) in ra.iter_mut().zip(rb) {
+                    *a += b;
+                }
+            }
+            (ia, ha)
+        },
+    )?;
+    Ok(Timeline {
+        vcpu,
+        seqs,
+        insns,
+        heat,
+        band_pc,
+    })
+}
+
+/// A page of guest memory and how often it was accessed.
+#[derive(Clone, Debug)]
+pub struct HotPage {
+    pub page: u64,
+    pub loads: u64,
+    pub stores: u64,
+}
+
+/// Page size of the Memory view.
+pub const PAGE: u64 = 4096;
+
+/// Accesses per page, most accessed first; empty without a `mem` table.
+pub fn hot_pages(trace: &Trace) -> Result<Vec<HotPage>> {
+    let parts = trace.parts(Table::Mem)?;
+    let pages = scan(
+        &parts,
+        &[col::ADDR, col::STORE],
+        HashMap::new,
+        |mut acc: HashMap<u64, (u64, u64)>, batch, _| {
+            let addr: &UInt64Array = schema::column(batch, col::ADDR)?;
+            let store: &BooleanArray = schema::column(batch, col::STORE)?;
+            for (a, s) in addr.values().iter().zip(store.values().iter()) {
+                let e = acc.entry(a / PAGE).or_default();
+                if s {
+                    e.1 += 1;
+                } else {
+                    e.0 += 1;
+                }
+            }
+            Ok(acc)
+        },
+        |mut a, b| {
+            for (p, (l, s)) in b {
+                let e = a.entry(p).or_default();
+                e.0 += l;
+                e.1 += s;
+            }
+            a
+        },
+    )?;
+    let mut pages: Vec<HotPage> = pages
+        .into_iter()
+        .map(|(page, (loads, stores))| HotPage {
+            page: page * PAGE,
+            loads,
+            stores,
+        })
+        .collect();
+    pages.sort_by(|a, b| (b.loads + b.stores).cmp(&(a.loads + a.stores)).then(a.page.cmp(&b.page)));
+    Ok(pages)
+}
+
+/// One access to the address the Memory view follows.
+#[derive(Clone, Debug)]
+pub struct Access {
+    pub vcpu: u32,
+    pub seq: u64,
+    pub block_seq: u64,
+    pub addr: u64,
+    pub size: u8,
+    pub store: bool,
+    pub value: Option<u64>,
+}
+
+/// Every access to the page at `page`, in order per vCPU (at most `limit`).
+pub fn page_accesses(trace: &Trace, page: u64, limit: usize) -> Result<Vec<Access>> {
+    let parts = trace.parts(Table::Mem)?;
+    let mut rows = scan(
+        &parts,
+        &[col::SEQ, col::BLOCK_SEQ, col::ADDR, col::SIZE, col::STORE, col::VALUE],
+        Vec::new,
+        |mut acc: Vec<Access>, batch, part| {
+            let seq: &UInt64Array = schema::column(batch, col::SEQ)?;
+            let block_seq: &UInt64Array = schema::column(batch, col::BLOCK_SEQ)?;
+            let addr: &UInt64Array = schema::column(batch, col::ADDR)?;
+            let size: &arrow_array::UInt8Array = schema::column(batch, col::SIZE)?;
+            let store: &BooleanArray = schema::column(batch, col::STORE)?;
+            let value: &UInt64Array = schema::column(batch, col::VALUE)?;
+            for i in 0..batch.num_rows() {
+                let a = addr.value(i);
+                if a / PAGE == page / PAGE {
+                    acc.push(Access {
+                        vcpu: part.vcpu.unwrap_or(0),
+                        seq: seq.value(i),
+                        block_seq: block_seq.value(i),
+                        addr: a,
+                        size: size.value(i),
+                        store: store.value(i),
+                        value: (!value.is_null(i)).then(|| value.value(i)),
+                    });
+                }
+            }
+            Ok(acc)
+        },
+        |mut a, b| {
+            a.extend(b);
+            a
+        },
+    )?;
+    rows.sort_by_key(|a| (a.vcpu, a.seq));
+    rows.truncate(limit);
+    Ok(rows)
+}

@@ -1,0 +1,606 @@
+//! Drawing: reads the [`App`] and draws it, never changes it. Every view
+//! fits 80x24 and gives a wider terminal to the columns that need it
+//! (symbols, disassembly).
+
+use ratatui::layout::{Constraint, Direction, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Cell, Clear, Paragraph, Row, Sparkline, Table, TableState, Tabs, Wrap};
+use ratatui::Frame;
+
+use crate::app::{bucket_range, App, Slot, SortBy, View};
+use crate::data::{HotBlock, BUCKETS};
+
+/// Where the first row of a view's list is on screen (tabs, border,
+/// header), for mouse clicks.
+pub const LIST_TOP: u16 = 3;
+
+pub fn draw(f: &mut Frame, app: &App) {
+    let [tabs, body, status] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Min(3),
+        Constraint::Length(1),
+    ])
+    .areas(f.area());
+    draw_tabs(f, app, tabs);
+    match app.view {
+        View::Overview => overview(f, app, body),
+        View::Hot => hot(f, app, body),
+        View::Timeline => timeline(f, app, body),
+        View::Syscalls => syscalls(f, app, body),
+        View::Memory => memory(f, app, body),
+        View::Diff => diff(f, app, body),
+    }
+    draw_status(f, app, status);
+    if app.help {
+        help(f, app);
+    }
+}
+
+fn draw_tabs(f: &mut Frame, app: &App, area: Rect) {
+    let titles: Vec<String> = View::ALL
+        .iter()
+        .enumerate()
+        .map(|(i, v)| format!("{} {}", i + 1, v.title()))
+        .collect();
+    let selected = View::ALL.iter().position(|&v| v == app.view).unwrap_or(0);
+    let tabs = Tabs::new(titles)
+        .select(selected)
+        .highlight_style(Style::new().add_modifier(Modifier::REVERSED))
+        .divider("|");
+    f.render_widget(tabs, area);
+}
+
+fn draw_status(f: &mut Frame, app: &App, area: Rect) {
+    let hint = if app.searching {
+        "type to filter · Enter keep · Esc clear".to_string()
+    } else {
+        "? help · Tab views · / filter · q quit".to_string()
+    };
+    let loading = [
+        matches!(app.summary, Slot::Loading),
+        matches!(app.timeline, Slot::Loading),
+        matches!(app.syscalls, Slot::Loading),
+        matches!(app.pages, Slot::Loading),
+        matches!(app.accesses, Slot::Loading),
+        matches!(app.window, Slot::Loading),
+        matches!(app.diff, Slot::Loading),
+    ]
+    .iter()
+    .any(|&l| l);
+    let mut spans = vec![Span::styled(hint, Style::new().add_modifier(Modifier::DIM))];
+    if loading {
+        spans.push(Span::raw("  loading…"));
+    }
+    if !app.status.is_empty() {
+        spans.push(Span::raw("  "));
+        spans.push(Span::styled(app.status.clone(), Style::new().fg(Color::Yellow)));
+    }
+    f.render_widget(Paragraph::new(Line::from(spans)), area);
+}
+
+/// A bordered block titled with the view and what it shows.
+fn frame(title: String) -> Block<'static> {
+    Block::default().borders(Borders::ALL).title(title)
+}
+
+/// What a view shows while its data is not there.
+fn placeholder<T>(f: &mut Frame, slot: &Slot<T>, area: Rect, title: &str) -> bool {
+    let text = match slot {
+        Slot::Ready(_) => return false,
+        Slot::Idle | Slot::Loading => "loading…".to_string(),
+        Slot::Failed(e) => format!("cannot show this: {e}"),
+    };
+    f.render_widget(
+        Paragraph::new(text).wrap(Wrap { trim: true }).block(frame(title.to_string())),
+        area,
+    );
+    true
+}
+
+fn overview(f: &mut Frame, app: &App, area: Rect) {
+    if placeholder(f, &app.summary, area, &app.trace_name) {
+        return;
+    }
+    let Some(s) = app.summary.ready() else { return };
+    let m = &s.manifest;
+    let [top, threads, spark] = Layout::vertical([
+        Constraint::Length(9),
+        Constraint::Min(3),
+        Constraint::Length(5),
+    ])
+    .areas(area);
+    let total: u64 = m.vcpus.iter().map(|v| v.block_events).sum();
+    let insns: u64 = m.vcpus.iter().map(|v| v.insns).sum();
+    let mem: u64 = m.vcpus.iter().map(|v| v.mem_accesses).sum();
+    let calls: u64 = m.vcpus.iter().map(|v| v.syscalls).sum();
+    let lines = vec![
+        Line::from(format!("command   {}", m.command_line.join(" "))),
+        Line::from(format!("target    {} ({}), pid {}", m.target, m.mode, m.pid)),
+        Line::from(format!(
+            "ended     {}{}",
+            m.ending(),
+            if m.complete { "" } else { " · incomplete" }
+        )),
+        Line::from(format!("blocks    {} events, {} distinct, {} instructions", group(total), group(m.distinct_blocks), group(insns))),
+        Line::from(format!("syscalls  {}    memory accesses {}", group(calls), group(mem))),
+        Line::from(format!(
+            "counts    {}",
+            if s.exact { "exact (the recorder's counters)" } else { "counted from the block events" }
+        )),
+        Line::from(format!("recorded  {} by qtrace {}", m.started_at, m.recorder_version)),
+    ];
+    f.render_widget(Paragraph::new(lines).block(frame(app.trace_name.clone())), top);
+
+    let rows: Vec<Row> = m
+        .threads
+        .iter()
+        .map(|t| {
+            let share = if total == 0 { 0.0 } else { t.block_events as f64 / total as f64 };
+            Row::new(vec![
+                Cell::from(t.tid.to_string()),
+                Cell::from(t.vcpu.to_string()),
+                Cell::from(group(t.block_events)),
+                Cell::from(format!("{:5.1}%", share * 100.0)),
+                Cell::from(bar(share, 20)),
+            ])
+        })
+        .collect();
+    let table = Table::new(
+        rows,
+        [
+            Constraint::Length(8),
+            Constraint::Length(5),
+            Constraint::Length(16),
+            Constraint::Length(7),
+            Constraint::Min(10),
+        ],
+    )
+    .header(Row::new(vec!["tid", "vcpu", "block events", "share", ""]).style(bold()))
+    .block(frame("Threads".into()));
+    f.render_widget(table, threads);
+
+    let title = match app.timeline.ready() {
+        Some(t) => format!("Instructions over time, vCPU {} (3: timeline)", t.vcpu),
+        None => "Instructions over time (loading…)".into(),
+    };
+    let data: Vec<u64> = app.timeline.ready().map(|t| t.insns.clone()).unwrap_or_default();
+    f.render_widget(Sparkline::default().data(&data).block(frame(title)), spark);
+}
+
+fn hot(f: &mut Frame, app: &App, area: Rect) {
+    if placeholder(f, &app.summary, area, "Hot blocks") {
+        return;
+    }
+    let rows = app.hot_rows();
+    let wide = area.width >= 120;
+    let (list_area, disas_area) = if wide {
+        let [l, r] = Layout::horizontal([Constraint::Percentage(60), Constraint::Percentage(40)]).areas(area);
+        (l, r)
+    } else {
+        let [l, r] = Layout::vertical([Constraint::Min(6), Constraint::Length(8)]).areas(area);
+        (l, r)
+    };
+    let total: u64 = app.summary.ready().map_or(0, |s| s.hot.iter().map(|h| h.execs).sum());
+    let title = format!(
+        "Hot blocks by {} · {} of {}{}",
+        match app.sort {
+            SortBy::Execs => "executions",
+            SortBy::Insns => "instructions",
+        },
+        rows.len(),
+        app.summary.ready().map_or(0, |s| s.hot.len()),
+        filter_note(&app.hot.filter, app.searching)
+    );
+    block_table(f, &rows, app.hot.selected, total, list_area, title);
+    let selected = rows.get(app.hot.selected);
+    let mut lines = Vec::new();
+    if let (Some(h), Some(s)) = (selected, app.summary.ready()) {
+        lines.push(Line::styled(
+            format!("{:#x} {} {}", h.pc, h.symbol, h.module),
+            bold(),
+        ));
+        if let Some(b) = s.dict.get(&h.id) {
+            for i in &b.insns {
+                lines.push(Line::from(format!("{:#x}  {}", i.addr, i.disas)));
+            }
+        }
+    }
+    f.render_widget(
+        Paragraph::new(lines).block(frame("Disassembly".into())),
+        disas_area,
+    );
+}
+
+/// A table of blocks: rank, executions, share, address, symbol, module.
+fn block_table(f: &mut Frame, rows: &[&HotBlock], selected: usize, total: u64, area: Rect, title: String) {
+    let body: Vec<Row> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            let share = if total == 0 { 0.0 } else { h.execs as f64 / total as f64 };
+            Row::new(vec![
+                Cell::from((i + 1).to_string()),
+                Cell::from(group(h.execs)),
+                Cell::from(group(h.insns())),
+                Cell::from(format!("{:5.2}%", share * 100.0)),
+                Cell::from(format!("{:#x}", h.pc)),
+                Cell::from(h.symbol.clone()),
+                Cell::from(h.module.clone()),
+            ])
+        })
+        .collect();
+    let table = Table::new(
+        body,
+        [
+            Constraint::Length(5),
+            Constraint::Length(13),
+            Constraint::Length(13),
+            Constraint::Length(7),
+            Constraint::Length(14),
+            Constraint::Min(10),
+            Constraint::Length(14),
+        ],
+    )
+    .header(Row::new(vec!["#", "execs", "insns", "share", "address", "symbol", "module"]).style(bold()))
+    .row_highlight_style(Style::new().add_modifier(Modifier::REVERSED))
+    .block(frame(title));
+    let mut state = TableState::default().with_selected(Some(selected));
+    f.render_stateful_widget(table, area, &mut state);
+}
+
+fn timeline(f: &mut Frame, app: &App, area: Rect) {
+    if placeholder(f, &app.timeline, area, "Timeline") {
+        return;
+    }
+    let Some(t) = app.timeline.ready() else { return };
+    let [map, spark, below] = Layout::vertical([
+        Constraint::Min(6),
+        Constraint::Length(4),
+        Constraint::Length(if area.height > 30 { 12 } else { 6 }),
+    ])
+    .areas(area);
+    let cursor = bucket_range(&t.seqs, app.tl_cursor);
+    let title = format!(
+        "Timeline vCPU {} · seq {}..{} · cursor {}..{} · ←→ move, +/- zoom, Enter blocks",
+        t.vcpu, t.seqs.start, t.seqs.end, cursor.start, cursor.end
+    );
+    let inner_w = map.width.saturating_sub(2 + 15) as usize;
+    let cols = inner_w.clamp(1, BUCKETS);
+    let max = t.heat.iter().flatten().copied().max().unwrap_or(0).max(1);
+    let cursor_col = app.tl_cursor * cols / BUCKETS;
+    let rows_shown = map.height.saturating_sub(2) as usize;
+    let bands = t.heat.len();
+    let mut lines = Vec::new();
+    // The top row is the highest address, as on a memory map.
+    for r in 0..rows_shown.min(bands) {
+        let band = bands - 1 - r * bands / rows_shown.min(bands).max(1);
+        let mut spans = vec![Span::raw(format!("{:>14} ", format!("{:#x}", t.band_pc[band])))];
+        for c in 0..cols {
+            let from = c * BUCKETS / cols;
+            let to = ((c + 1) * BUCKETS / cols).max(from + 1);
+            let n: u64 = t.heat[band][from..to].iter().sum();
+            let level = shade(n, max * (to - from) as u64);
+            let mut style = Style::new().fg(heat_colour(level));
+            if c == cursor_col {
+                style = style.add_modifier(Modifier::REVERSED);
+            }
+            spans.push(Span::styled(SHADES[level].to_string(), style));
+        }
+        lines.push(Line::from(spans));
+    }
+    f.render_widget(Paragraph::new(lines).block(frame(title)), map);
+    f.render_widget(
+        Sparkline::default()
+            .data(&t.insns)
+            .block(frame("Instructions per column".into())),
+        spark,
+    );
+    match &app.window {
+        Slot::Ready(blocks) => {
+            let rows: Vec<&HotBlock> = blocks.iter().collect();
+            let total = rows.iter().map(|h| h.execs).sum();
+            block_table(f, &rows, 0, total, below, "Blocks at the cursor (Enter)".into());
+        }
+        other => {
+            placeholder(f, other, below, "Blocks at the cursor (Enter)");
+        }
+    }
+}
+
+const SHADES: [char; 5] = [' ', '░', '▒', '▓', '█'];
+
+/// 0..=4: how hot `n` is against `max`, on a log scale (a loop runs
+/// millions of times more than the code around it).
+fn shade(n: u64, max: u64) -> usize {
+    if n == 0 {
+        return 0;
+    }
+    let f = (n as f64).ln_1p() / (max as f64).ln_1p().max(1e-9);
+    1 + ((f * 3.999) as usize).min(3)
+}
+
+fn heat_colour(level: usize) -> Color {
+    [Color::Reset, Color::Blue, Color::Cyan, Color::Yellow, Color::Red][level]
+}
+
+fn syscalls(f: &mut Frame, app: &App, area: Rect) {
+    if placeholder(f, &app.syscalls, area, "Syscalls") {
+        return;
+    }
+    let rows = app.call_rows();
+    let body: Vec<Row> = rows
+        .iter()
+        .map(|c| {
+            let result = match (c.ret, c.errno) {
+                (None, _) => "= ?".to_string(),
+                (Some(_), Some(e)) => format!("= -1 {}", errno_name(e)),
+                (Some(r), None) if r.unsigned_abs() > 0xffff => format!("= {r:#x}"),
+                (Some(r), None) => format!("= {r}"),
+            };
+            let style = if c.errno.is_some() { Style::new().fg(Color::Red) } else { Style::new() };
+            Row::new(vec![
+                Cell::from(c.tid.to_string()),
+                Cell::from(c.block_seq.to_string()),
+                Cell::from(format!("{}({:#x}, {:#x}, {:#x})", c.name, c.args[0], c.args[1], c.args[2])),
+                Cell::from(result).style(style),
+            ])
+        })
+        .collect();
+    let title = format!(
+        "Syscalls · {} of {} · Enter: to the timeline{}",
+        rows.len(),
+        app.syscalls.ready().map_or(0, Vec::len),
+        filter_note(&app.calls.filter, app.searching)
+    );
+    let table = Table::new(
+        body,
+        [
+            Constraint::Length(8),
+            Constraint::Length(12),
+            Constraint::Min(20),
+            Constraint::Length(16),
+        ],
+    )
+    .header(Row::new(vec!["tid", "block_seq", "call", "result"]).style(bold()))
+    .row_highlight_style(Style::new().add_modifier(Modifier::REVERSED))
+    .block(frame(title));
+    let mut state = TableState::default().with_selected(Some(app.calls.selected));
+    f.render_stateful_widget(table, area, &mut state);
+}
+
+fn errno_name(e: i32) -> String {
+    const NAMES: [&str; 41] = [
+        "0", "EPERM", "ENOENT", "ESRCH", "EINTR", "EIO", "ENXIO", "E2BIG", "ENOEXEC", "EBADF", "ECHILD",
+        "EAGAIN", "ENOMEM", "EACCES", "EFAULT", "ENOTBLK", "EBUSY", "EEXIST", "EXDEV", "ENODEV",
+        "ENOTDIR", "EISDIR", "EINVAL", "ENFILE", "EMFILE", "ENOTTY", "ETXTBSY", "EFBIG", "ENOSPC",
+        "ESPIPE", "EROFS", "EMLINK", "EPIPE", "EDOM", "ERANGE", "EDEADLK", "ENAMETOOLONG", "ENOLCK",
+        "ENOSYS", "ENOTEMPTY", "ELOOP",
+    ];
+    usize::try_from(e)
+        .ok()
+        .and_then(|i| NAMES.get(i))
+        .map_or_else(|| format!("errno {e}"), |n| n.to_string())
+}
+
+fn memory(f: &mut Frame, app: &App, area: Rect) {
+    if placeholder(f, &app.pages, area, "Memory") {
+        return;
+    }
+    let Some(pages) = app.pages.ready() else { return };
+    if pages.is_empty() {
+        f.render_widget(
+            Paragraph::new("This trace has no memory accesses: record with -O mem=values.")
+                .block(frame("Memory".into())),
+            area,
+        );
+        return;
+    }
+    let [left, right] = Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(area);
+    let max = pages.iter().map(|p| p.loads + p.stores).max().unwrap_or(1).max(1);
+    let body: Vec<Row> = pages
+        .iter()
+        .map(|p| {
+            let n = p.loads + p.stores;
+            let level = shade(n, max);
+            Row::new(vec![
+                Cell::from(format!("{:#x}", p.page)),
+                Cell::from(group(p.loads)),
+                Cell::from(group(p.stores)),
+                Cell::from(SHADES[level].to_string().repeat(4)).style(Style::new().fg(heat_colour(level))),
+            ])
+        })
+        .collect();
+    let table = Table::new(
+        body,
+        [
+            Constraint::Length(14),
+            Constraint::Length(12),
+            Constraint::Length(12),
+            Constraint::Length(4),
+        ],
+    )
+    .header(Row::new(vec!["page", "loads", "stores", "heat"]).style(bold()))
+    .row_highlight_style(Style::new().add_modifier(Modifier::REVERSED))
+    .block(frame(format!("Hot pages ({}) · Enter: accesses", pages.len())));
+    let mut state = TableState::default().with_selected(Some(app.page_list.selected));
+    f.render_stateful_widget(table, left, &mut state);
+
+    match &app.accesses {
+        Slot::Ready(rows) => {
+            let body: Vec<Row> = rows
+                .iter()
+                .map(|a| {
+                    Row::new(vec![
+                        Cell::from(format!("{}:{}", a.vcpu, a.seq)),
+                        Cell::from(format!("{:#x}", a.addr)),
+                        Cell::from(format!("{}{}", if a.store { "W" } else { "R" }, a.size)),
+                        Cell::from(a.value.map_or("-".to_string(), |v| format!("{v:#x}"))),
+                    ])
+                })
+                .collect();
+            let table = Table::new(
+                body,
+                [
+                    Constraint::Length(14),
+                    Constraint::Length(14),
+                    Constraint::Length(4),
+                    Constraint::Min(10),
+                ],
+            )
+            .header(Row::new(vec!["vcpu:seq", "address", "op", "value"]).style(bold()))
+            .block(frame(format!("Accesses in order ({})", rows.len())));
+            f.render_widget(table, right);
+        }
+        Slot::Idle => f.render_widget(
+            Paragraph::new("Enter on a page lists its accesses with their values.")
+                .wrap(Wrap { trim: true })
+                .block(frame("Accesses".into())),
+            right,
+        ),
+        other => {
+            placeholder(f, other, right, "Accesses");
+        }
+    }
+}
+
+fn diff(f: &mut Frame, app: &App, area: Rect) {
+    let Some(other) = &app.other_name else {
+        f.render_widget(
+            Paragraph::new("Give two traces to compare them: qtrace-tui A B")
+                .block(frame("Diff".into())),
+            area,
+        );
+        return;
+    };
+    if placeholder(f, &app.diff, area, "Diff") {
+        return;
+    }
+    let Some(d) = app.diff.ready() else { return };
+    let body: Vec<Row> = d
+        .rows
+        .iter()
+        .map(|r| {
+            let change = r.change();
+            let style = Style::new().fg(if change > 0 { Color::Green } else { Color::Red });
+            Row::new(vec![
+                Cell::from(format!("{change:+}")).style(style),
+                Cell::from(group(r.execs_a)),
+                Cell::from(group(r.execs_b)),
+                Cell::from(format!("{:#x}", r.pc)),
+                Cell::from(r.symbol.clone()),
+                Cell::from(r.module.clone()),
+            ])
+        })
+        .collect();
+    let title = format!(
+        "A {} · B {} · only in A {} · only in B {} · unchanged {}",
+        app.trace_name, other, d.only_a, d.only_b, d.same
+    );
+    let table = Table::new(
+        body,
+        [
+            Constraint::Length(12),
+            Constraint::Length(12),
+            Constraint::Length(12),
+            Constraint::Length(14),
+            Constraint::Min(10),
+            Constraint::Length(14),
+        ],
+    )
+    .header(Row::new(vec!["change", "execs A", "execs B", "address", "symbol", "module"]).style(bold()))
+    .row_highlight_style(Style::new().add_modifier(Modifier::REVERSED))
+    .block(frame(title));
+    let mut state = TableState::default().with_selected(Some(app.diff_list.selected));
+    f.render_stateful_widget(table, area, &mut state);
+}
+
+fn help(f: &mut Frame, app: &App) {
+    let area = centered(f.area(), 64, 20);
+    let mut lines = vec![
+        Line::styled(format!("{} — keys", app.view.title()), bold()),
+        Line::from("Tab / Shift-Tab, 1-6   switch view"),
+        Line::from("j k, ↑ ↓, PgUp PgDn   move;  g G  first, last"),
+        Line::from("/  filter as you type (Enter keeps, Esc clears)"),
+        Line::from("?  this help (Esc closes);  q  quit"),
+        Line::from(""),
+    ];
+    let specific: &[&str] = match app.view {
+        View::Overview => &["What was recorded, how the run ended, threads,", "and instructions over time."],
+        View::Hot => &["s  sort by executions / instructions", "The selected block's disassembly is shown beside it."],
+        View::Timeline => &[
+            "h l, ← →  move the cursor in time",
+            "+ / -  zoom in around the cursor / back out",
+            "Enter  the blocks executed at the cursor",
+        ],
+        View::Syscalls => &["Enter  jump to the call's moment on the timeline", "/  filter by name"],
+        View::Memory => &["Enter  the selected page's accesses, with values"],
+        View::Diff => &["Blocks matched by module, offset and code;", "the largest count changes first."],
+    };
+    lines.extend(specific.iter().map(|s| Line::from(*s)));
+    f.render_widget(Clear, area);
+    f.render_widget(Paragraph::new(lines).block(frame("Help".into())), area);
+}
+
+fn centered(area: Rect, w: u16, h: u16) -> Rect {
+    let w = w.min(area.width);
+    let h = h.min(area.height);
+    Rect {
+        x: area.x + (area.width - w) / 2,
+        y: area.y + (area.height - h) / 2,
+        width: w,
+        height: h,
+    }
+}
+
+fn filter_note(filter: &str, typing: bool) -> String {
+    match (filter.is_empty(), typing) {
+        (true, false) => String::new(),
+        _ => format!(" · /{filter}{}", if typing { "▏" } else { "" }),
+    }
+}
+
+fn bold() -> Style {
+    Style::new().add_modifier(Modifier::BOLD)
+}
+
+/// A share as a bar of `width` cells.
+fn bar(share: f64, width: usize) -> String {
+    let n = (share * width as f64).round() as usize;
+    "█".repeat(n.min(width))
+}
+
+/// 1234567 as `1,234,567`.
+pub fn group(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[allow(unused_imports)]
+use Direction as _;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groups_digits() {
+        assert_eq!(group(0), "0");
+        assert_eq!(group(1234567), "1,234,567");
+        assert_eq!(group(999), "999");
+    }
+
+    #[test]
+    fn shades_on_a_log_scale() {
+        assert_eq!(shade(0, 100), 0);
+        assert_eq!(shade(100, 100), 4);
+        assert!(shade(1, 1_000_000) >= 1);
+    }
+}
