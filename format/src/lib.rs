@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 pub mod block_stream;
 pub mod blocks_writer;
 pub mod elf;
+pub mod errno;
 pub mod layout;
 pub mod manifest;
 pub mod mem_writer;

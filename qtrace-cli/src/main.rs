@@ -19,6 +19,7 @@ mod regs;
 mod rows;
 mod syscalls;
 mod top_blocks;
+mod tui;
 mod verify;
 
 use std::process::ExitCode;
@@ -50,6 +51,9 @@ enum Command {
     /// Compare two runs: blocks executed only in one, execution counts that
     /// changed, or (--first) where the runs first part and why.
     Diff(diff::Args),
+    /// Browse a trace in an interactive terminal interface (or compare
+    /// two): overview, hot blocks, timeline, syscalls, memory, diff.
+    Tui(tui::Args),
     /// Memory accesses: hot pages, every access to an address, the last
     /// store to it (traces recorded with `-O mem=values` or `mem=addr`).
     Mem(mem::Args),
@@ -76,6 +80,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Verify(args) => verify::run(args),
         Command::Coverage(args) => coverage::run(args, &cli.read).map(|()| 0),
         Command::Diff(args) => diff::run(args, &cli.read).map(|()| 0),
+        Command::Tui(args) => tui::run(args),
         Command::Syscalls(args) => syscalls::run(args, &cli.read).map(|()| 0),
         Command::Regs(args) => regs::run(args, &cli.read).map(|()| 0),
         Command::Export(args) => export::run(args, &cli.read).map(|()| 0),

@@ -9,11 +9,10 @@
 //! output needs are read (`data` only for listings). The summary folds
 //! every row group in parallel into counts per call.
 //!
-//! How calls are rendered lives in `render`, the error names in `errno`;
+//! How calls are rendered lives in `render`; error names come from `qtrace_format::errno`;
 //! syscall names come from the trace (the recorder names them), and `-e`
 //! checks the names it is given against the recorder's own table.
 
-mod errno;
 mod render;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -31,6 +30,7 @@ use serde_json::{json, Value};
 use crate::output::{self, Format};
 use crate::reading::ReadArgs;
 use crate::rows::{self, Rows};
+use qtrace_format::errno;
 use render::{Arch, Call};
 
 #[derive(clap::Args)]

@@ -286,9 +286,12 @@ impl App {
         match action {
             Action::Quit => self.quit = true,
             Action::Help => self.help = true,
-            Action::NextView => return self.goto(View::ALL[(self.view.index() + 1) % View::ALL.len()]),
+            Action::NextView => {
+                return self.goto(View::ALL[(self.view.index() + 1) % View::ALL.len()])
+            }
             Action::PrevView => {
-                return self.goto(View::ALL[(self.view.index() + View::ALL.len() - 1) % View::ALL.len()])
+                return self
+                    .goto(View::ALL[(self.view.index() + View::ALL.len() - 1) % View::ALL.len()])
             }
             Action::Goto(v) => return self.goto(v),
             Action::Up => self.step(-1, len),
@@ -297,7 +300,9 @@ impl App {
             Action::PageDown => self.step(20, len),
             Action::Top => self.step(-(len as isize) - BUCKETS as isize, len),
             Action::Bottom => self.step(len as isize + BUCKETS as isize, len),
-            Action::Left if self.view == View::Timeline => self.tl_cursor = self.tl_cursor.saturating_sub(1),
+            Action::Left if self.view == View::Timeline => {
+                self.tl_cursor = self.tl_cursor.saturating_sub(1)
+            }
             Action::Right if self.view == View::Timeline => {
                 self.tl_cursor = (self.tl_cursor + 1).min(BUCKETS - 1)
             }
@@ -369,14 +374,14 @@ impl App {
                 self.syscalls = Slot::Loading;
                 loads.push(Request::Syscalls);
             }
-            View::Timeline | View::Overview if matches!(self.timeline, Slot::Idle) => {
-                if self.summary.ready().is_some() {
-                    self.timeline = Slot::Loading;
-                    loads.push(Request::Timeline {
-                        vcpu: self.tl_vcpu,
-                        seqs: None,
-                    });
-                }
+            View::Timeline | View::Overview
+                if matches!(self.timeline, Slot::Idle) && self.summary.ready().is_some() =>
+            {
+                self.timeline = Slot::Loading;
+                loads.push(Request::Timeline {
+                    vcpu: self.tl_vcpu,
+                    seqs: None,
+                });
             }
             View::Memory if matches!(self.pages, Slot::Idle) => {
                 self.pages = Slot::Loading;
@@ -444,13 +449,21 @@ impl App {
                 }]
             }
             View::Syscalls => {
-                let Some(call) = self.call_rows().get(self.calls.selected).map(|c| (*c).clone()) else {
+                let Some(call) = self
+                    .call_rows()
+                    .get(self.calls.selected)
+                    .map(|c| (*c).clone())
+                else {
                     return Vec::new();
                 };
                 self.jump_to(call.vcpu, call.block_seq)
             }
             View::Memory => {
-                let Some(page) = self.pages.ready().and_then(|p| p.get(self.page_list.selected)).map(|p| p.page)
+                let Some(page) = self
+                    .pages
+                    .ready()
+                    .and_then(|p| p.get(self.page_list.selected))
+                    .map(|p| p.page)
                 else {
                     return Vec::new();
                 };
@@ -539,7 +552,10 @@ mod tests {
     fn tabs_cycle_and_load_their_data_once() {
         let (mut app, first) = App::new("t".into(), None);
         assert_eq!(first, vec![Request::Summary]);
-        assert_eq!(app.handle(Action::Goto(View::Syscalls)), vec![Request::Syscalls]);
+        assert_eq!(
+            app.handle(Action::Goto(View::Syscalls)),
+            vec![Request::Syscalls]
+        );
         assert!(app.handle(Action::Goto(View::Syscalls)).is_empty());
         app.handle(Action::NextView);
         assert_eq!(app.view, View::Memory);

@@ -11,7 +11,9 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use anyhow::Result;
-use arrow_array::{Array, BooleanArray, Int32Array, Int64Array, StringArray, UInt32Array, UInt64Array};
+use arrow_array::{
+    Array, BooleanArray, Int32Array, Int64Array, StringArray, UInt32Array, UInt64Array,
+};
 use qtrace_format::block_stream::Blocks;
 use qtrace_format::schema::{self, col};
 use qtrace_format::symbols::Resolver;
@@ -74,7 +76,8 @@ pub fn summary(trace: &Trace) -> Result<Summary> {
             },
         )?;
     }
-    let dict: HashMap<u32, BlockInfo> = trace.block_dict()?.into_iter().map(|b| (b.id, b)).collect();
+    let dict: HashMap<u32, BlockInfo> =
+        trace.block_dict()?.into_iter().map(|b| (b.id, b)).collect();
     let modules = trace.modules()?;
     let mut names = Names::new(modules);
     let mut hot: Vec<HotBlock> = execs
@@ -129,7 +132,11 @@ impl Names {
         self.modules
             .iter()
             .find(|m| m.contains(pc))
-            .map(|m| Path::new(&m.path).file_name().map_or(m.path.clone(), |n| n.to_string_lossy().into_owned()))
+            .map(|m| {
+                Path::new(&m.path)
+                    .file_name()
+                    .map_or(m.path.clone(), |n| n.to_string_lossy().into_owned())
+            })
             .unwrap_or_default()
     }
 }
@@ -227,7 +234,12 @@ pub const BANDS: usize = 24;
 
 /// Scans `blocks` of `vcpu` over `seqs` (the whole stream when `None`) and
 /// builds its timeline. Only the row groups that overlap are read.
-pub fn timeline(trace: &Trace, summary: &Summary, vcpu: u32, seqs: Option<std::ops::Range<u64>>) -> Result<Timeline> {
+pub fn timeline(
+    trace: &Trace,
+    summary: &Summary,
+    vcpu: u32,
+    seqs: Option<std::ops::Range<u64>>,
+) -> Result<Timeline> {
     let parts: Vec<_> = trace
         .parts(Table::Blocks)?
         .into_iter()
@@ -268,7 +280,8 @@ pub fn timeline(trace: &Trace, summary: &Summary, vcpu: u32, seqs: Option<std::o
         empty,
         |(insns, heat), run| {
             for (i, &id) in run.ids.iter().enumerate() {
-                let t = ((run.first_seq + i as u64 - seqs.start) as u128 * BUCKETS as u128 / span as u128) as usize;
+                let t = ((run.first_seq + i as u64 - seqs.start) as u128 * BUCKETS as u128
+                    / span as u128) as usize;
                 let t = t.min(BUCKETS - 1);
                 let id = id as usize;
                 insns[t] += u64::from(insns_of.get(id).copied().unwrap_or(0));
@@ -348,7 +361,11 @@ pub fn hot_pages(trace: &Trace) -> Result<Vec<HotPage>> {
             stores,
         })
         .collect();
-    pages.sort_by(|a, b| (b.loads + b.stores).cmp(&(a.loads + a.stores)).then(a.page.cmp(&b.page)));
+    pages.sort_by(|a, b| {
+        (b.loads + b.stores)
+            .cmp(&(a.loads + a.stores))
+            .then(a.page.cmp(&b.page))
+    });
     Ok(pages)
 }
 
@@ -369,7 +386,14 @@ pub fn page_accesses(trace: &Trace, page: u64, limit: usize) -> Result<Vec<Acces
     let parts = trace.parts(Table::Mem)?;
     let mut rows = scan(
         &parts,
-        &[col::SEQ, col::BLOCK_SEQ, col::ADDR, col::SIZE, col::STORE, col::VALUE],
+        &[
+            col::SEQ,
+            col::BLOCK_SEQ,
+            col::ADDR,
+            col::SIZE,
+            col::STORE,
+            col::VALUE,
+        ],
         Vec::new,
         |mut acc: Vec<Access>, batch, part| {
             let seq: &UInt64Array = schema::column(batch, col::SEQ)?;

@@ -37,11 +37,18 @@ pub struct Comparison {
 /// offset in it (its address outside modules) and its code.
 type Key = (String, u64, Vec<u8>);
 
-fn keyed<'a>(s: &'a Summary, module_base: &dyn Fn(u64) -> Option<u64>) -> HashMap<Key, &'a HotBlock> {
+fn keyed<'a>(
+    s: &'a Summary,
+    module_base: &dyn Fn(u64) -> Option<u64>,
+) -> HashMap<Key, &'a HotBlock> {
     s.hot
         .iter()
         .map(|h| {
-            let code = s.dict.get(&h.id).map(|b| b.code.clone()).unwrap_or_default();
+            let code = s
+                .dict
+                .get(&h.id)
+                .map(|b| b.code.clone())
+                .unwrap_or_default();
             let offset = module_base(h.pc).map_or(h.pc, |base| h.pc - base);
             ((h.module.clone(), offset, code), h)
         })
@@ -88,7 +95,11 @@ pub fn compare(
             });
         }
     }
-    c.rows
-        .sort_by(|x, y| y.change().abs().cmp(&x.change().abs()).then(x.pc.cmp(&y.pc)));
+    c.rows.sort_by(|x, y| {
+        y.change()
+            .abs()
+            .cmp(&x.change().abs())
+            .then(x.pc.cmp(&y.pc))
+    });
     c
 }

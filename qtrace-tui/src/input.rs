@@ -1,7 +1,9 @@
 //! Keys and mouse events, turned into [`Action`]s. Vim keys and arrows
 //! both work; while a filter is being typed, printable keys are text.
 
-use crossterm::event::{Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseButton, MouseEventKind};
+use crossterm::event::{
+    Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseButton, MouseEventKind,
+};
 
 use crate::app::{Action, View};
 
@@ -71,15 +73,27 @@ mod tests {
 
     #[test]
     fn vim_keys_and_arrows_agree() {
-        assert_eq!(action(&key(KeyCode::Char('j')), false, 0), Some(Action::Down));
+        assert_eq!(
+            action(&key(KeyCode::Char('j')), false, 0),
+            Some(Action::Down)
+        );
         assert_eq!(action(&key(KeyCode::Down), false, 0), Some(Action::Down));
-        assert_eq!(action(&key(KeyCode::Char('3')), false, 0), Some(Action::Goto(View::Timeline)));
+        assert_eq!(
+            action(&key(KeyCode::Char('3')), false, 0),
+            Some(Action::Goto(View::Timeline))
+        );
     }
 
     #[test]
     fn typing_a_filter_takes_letters_as_text() {
-        assert_eq!(action(&key(KeyCode::Char('q')), true, 0), Some(Action::Type('q')));
-        assert_eq!(action(&key(KeyCode::Char('q')), false, 0), Some(Action::Quit));
+        assert_eq!(
+            action(&key(KeyCode::Char('q')), true, 0),
+            Some(Action::Type('q'))
+        );
+        assert_eq!(
+            action(&key(KeyCode::Char('q')), false, 0),
+            Some(Action::Quit)
+        );
         let ctrl_c = Event::Key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL));
         assert_eq!(action(&ctrl_c, true, 0), Some(Action::Quit));
     }

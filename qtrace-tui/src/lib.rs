@@ -84,6 +84,8 @@ fn event_loop(
 /// A trace's name as shown: its directory's last component.
 fn display_name(p: &Path) -> String {
     let p: PathBuf = p.components().collect();
-    p.file_name()
-        .map_or_else(|| p.display().to_string(), |n| n.to_string_lossy().into_owned())
+    p.file_name().map_or_else(
+        || p.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
 }

@@ -26,13 +26,17 @@ pub fn serve(traces: Arc<Traces>, requests: Receiver<Request>, results: Sender<L
     for request in requests {
         let loaded = match request {
             Request::Summary => {
-                let r = data::summary(&traces.a).map(Arc::new).map_err(|e| format!("{e:#}"));
+                let r = data::summary(&traces.a)
+                    .map(Arc::new)
+                    .map_err(|e| format!("{e:#}"));
                 // Shared with the interface: the loads that need the
                 // dictionary use it too.
                 summary = r.as_ref().ok().cloned();
                 Loaded::Summary(r)
             }
-            Request::Syscalls => Loaded::Syscalls(data::syscalls(&traces.a).map_err(|e| format!("{e:#}"))),
+            Request::Syscalls => {
+                Loaded::Syscalls(data::syscalls(&traces.a).map_err(|e| format!("{e:#}")))
+            }
             Request::Timeline { vcpu, seqs } => Loaded::Timeline(match &summary {
                 Some(s) => data::timeline(&traces.a, s, vcpu, seqs).map_err(|e| format!("{e:#}")),
                 None => Err("the trace's summary did not load".into()),
@@ -41,7 +45,9 @@ pub fn serve(traces: Arc<Traces>, requests: Receiver<Request>, results: Sender<L
                 Some(s) => window_blocks(&traces.a, s, vcpu, seqs).map_err(|e| format!("{e:#}")),
                 None => Err("the trace's summary did not load".into()),
             }),
-            Request::HotPages => Loaded::HotPages(data::hot_pages(&traces.a).map_err(|e| format!("{e:#}"))),
+            Request::HotPages => {
+                Loaded::HotPages(data::hot_pages(&traces.a).map_err(|e| format!("{e:#}")))
+            }
             Request::PageAccesses { page } => Loaded::PageAccesses(
                 page,
                 data::page_accesses(&traces.a, page, 10_000).map_err(|e| format!("{e:#}")),
@@ -55,7 +61,12 @@ pub fn serve(traces: Arc<Traces>, requests: Receiver<Request>, results: Sender<L
 }
 
 /// The blocks executed in a window of the timeline, most executed first.
-fn window_blocks(trace: &Trace, s: &Summary, vcpu: u32, seqs: std::ops::Range<u64>) -> anyhow::Result<Vec<HotBlock>> {
+fn window_blocks(
+    trace: &Trace,
+    s: &Summary,
+    vcpu: u32,
+    seqs: std::ops::Range<u64>,
+) -> anyhow::Result<Vec<HotBlock>> {
     let parts: Vec<_> = trace
         .parts(Table::Blocks)?
         .into_iter()
@@ -98,5 +109,7 @@ fn compare(traces: &Traces) -> anyhow::Result<diff::Comparison> {
     let sb = data::summary(b)?;
     let (ma, mb) = (traces.a.modules()?, b.modules()?);
     let base = |mods: &[Module], pc: u64| mods.iter().find(|m| m.contains(pc)).map(|m| m.base);
-    Ok(diff::compare(&sa, &sb, &|pc| base(&ma, pc), &|pc| base(&mb, pc)))
+    Ok(diff::compare(&sa, &sb, &|pc| base(&ma, pc), &|pc| {
+        base(&mb, pc)
+    }))
 }

@@ -2,10 +2,12 @@
 //! fits 80x24 and gives a wider terminal to the columns that need it
 //! (symbols, disassembly).
 
-use ratatui::layout::{Constraint, Direction, Layout, Rect};
+use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Cell, Clear, Paragraph, Row, Sparkline, Table, TableState, Tabs, Wrap};
+use ratatui::widgets::{
+    Block, Borders, Cell, Clear, Paragraph, Row, Sparkline, Table, TableState, Tabs, Wrap,
+};
 use ratatui::Frame;
 
 use crate::app::{bucket_range, App, Slot, SortBy, View};
@@ -74,7 +76,10 @@ fn draw_status(f: &mut Frame, app: &App, area: Rect) {
     }
     if !app.status.is_empty() {
         spans.push(Span::raw("  "));
-        spans.push(Span::styled(app.status.clone(), Style::new().fg(Color::Yellow)));
+        spans.push(Span::styled(
+            app.status.clone(),
+            Style::new().fg(Color::Yellow),
+        ));
     }
     f.render_widget(Paragraph::new(Line::from(spans)), area);
 }
@@ -92,7 +97,9 @@ fn placeholder<T>(f: &mut Frame, slot: &Slot<T>, area: Rect, title: &str) -> boo
         Slot::Failed(e) => format!("cannot show this: {e}"),
     };
     f.render_widget(
-        Paragraph::new(text).wrap(Wrap { trim: true }).block(frame(title.to_string())),
+        Paragraph::new(text)
+            .wrap(Wrap { trim: true })
+            .block(frame(title.to_string())),
         area,
     );
     true
@@ -115,28 +122,57 @@ fn overview(f: &mut Frame, app: &App, area: Rect) {
     let mem: u64 = m.vcpus.iter().map(|v| v.mem_accesses).sum();
     let calls: u64 = m.vcpus.iter().map(|v| v.syscalls).sum();
     let lines = vec![
-        Line::from(format!("command   {}", m.command_line.join(" "))),
-        Line::from(format!("target    {} ({}), pid {}", m.target, m.mode, m.pid)),
+        Line::from(format!(
+            "program   {}",
+            guest_command(&m.command_line).join(" ")
+        )),
+        Line::from(format!(
+            "target    {} ({}), pid {}",
+            m.target, m.mode, m.pid
+        )),
         Line::from(format!(
             "ended     {}{}",
             m.ending(),
             if m.complete { "" } else { " · incomplete" }
         )),
-        Line::from(format!("blocks    {} events, {} distinct, {} instructions", group(total), group(m.distinct_blocks), group(insns))),
-        Line::from(format!("syscalls  {}    memory accesses {}", group(calls), group(mem))),
+        Line::from(format!(
+            "blocks    {} events, {} distinct, {} instructions",
+            group(total),
+            group(m.distinct_blocks),
+            group(insns)
+        )),
+        Line::from(format!(
+            "syscalls  {}    memory accesses {}",
+            group(calls),
+            group(mem)
+        )),
         Line::from(format!(
             "counts    {}",
-            if s.exact { "exact (the recorder's counters)" } else { "counted from the block events" }
+            if s.exact {
+                "exact (the recorder's counters)"
+            } else {
+                "counted from the block events"
+            }
         )),
-        Line::from(format!("recorded  {} by qtrace {}", m.started_at, m.recorder_version)),
+        Line::from(format!(
+            "recorded  {} by qtrace {}",
+            m.started_at, m.recorder_version
+        )),
     ];
-    f.render_widget(Paragraph::new(lines).block(frame(app.trace_name.clone())), top);
+    f.render_widget(
+        Paragraph::new(lines).block(frame(app.trace_name.clone())),
+        top,
+    );
 
     let rows: Vec<Row> = m
         .threads
         .iter()
         .map(|t| {
-            let share = if total == 0 { 0.0 } else { t.block_events as f64 / total as f64 };
+            let share = if total == 0 {
+                0.0
+            } else {
+                t.block_events as f64 / total as f64
+            };
             Row::new(vec![
                 Cell::from(t.tid.to_string()),
                 Cell::from(t.vcpu.to_string()),
@@ -164,7 +200,11 @@ fn overview(f: &mut Frame, app: &App, area: Rect) {
         Some(t) => format!("Instructions over time, vCPU {} (3: timeline)", t.vcpu),
         None => "Instructions over time (loading…)".into(),
     };
-    let data: Vec<u64> = app.timeline.ready().map(|t| t.insns.clone()).unwrap_or_default();
+    let data: Vec<u64> = app
+        .timeline
+        .ready()
+        .map(|t| t.insns.clone())
+        .unwrap_or_default();
     f.render_widget(Sparkline::default().data(&data).block(frame(title)), spark);
 }
 
@@ -175,13 +215,17 @@ fn hot(f: &mut Frame, app: &App, area: Rect) {
     let rows = app.hot_rows();
     let wide = area.width >= 120;
     let (list_area, disas_area) = if wide {
-        let [l, r] = Layout::horizontal([Constraint::Percentage(60), Constraint::Percentage(40)]).areas(area);
+        let [l, r] = Layout::horizontal([Constraint::Percentage(60), Constraint::Percentage(40)])
+            .areas(area);
         (l, r)
     } else {
         let [l, r] = Layout::vertical([Constraint::Min(6), Constraint::Length(8)]).areas(area);
         (l, r)
     };
-    let total: u64 = app.summary.ready().map_or(0, |s| s.hot.iter().map(|h| h.execs).sum());
+    let total: u64 = app
+        .summary
+        .ready()
+        .map_or(0, |s| s.hot.iter().map(|h| h.execs).sum());
     let title = format!(
         "Hot blocks by {} · {} of {}{}",
         match app.sort {
@@ -213,12 +257,23 @@ fn hot(f: &mut Frame, app: &App, area: Rect) {
 }
 
 /// A table of blocks: rank, executions, share, address, symbol, module.
-fn block_table(f: &mut Frame, rows: &[&HotBlock], selected: usize, total: u64, area: Rect, title: String) {
+fn block_table(
+    f: &mut Frame,
+    rows: &[&HotBlock],
+    selected: usize,
+    total: u64,
+    area: Rect,
+    title: String,
+) {
     let body: Vec<Row> = rows
         .iter()
         .enumerate()
         .map(|(i, h)| {
-            let share = if total == 0 { 0.0 } else { h.execs as f64 / total as f64 };
+            let share = if total == 0 {
+                0.0
+            } else {
+                h.execs as f64 / total as f64
+            };
             Row::new(vec![
                 Cell::from((i + 1).to_string()),
                 Cell::from(group(h.execs)),
@@ -242,7 +297,12 @@ fn block_table(f: &mut Frame, rows: &[&HotBlock], selected: usize, total: u64, a
             Constraint::Length(14),
         ],
     )
-    .header(Row::new(vec!["#", "execs", "insns", "share", "address", "symbol", "module"]).style(bold()))
+    .header(
+        Row::new(vec![
+            "#", "execs", "insns", "share", "address", "symbol", "module",
+        ])
+        .style(bold()),
+    )
     .row_highlight_style(Style::new().add_modifier(Modifier::REVERSED))
     .block(frame(title));
     let mut state = TableState::default().with_selected(Some(selected));
@@ -253,7 +313,9 @@ fn timeline(f: &mut Frame, app: &App, area: Rect) {
     if placeholder(f, &app.timeline, area, "Timeline") {
         return;
     }
-    let Some(t) = app.timeline.ready() else { return };
+    let Some(t) = app.timeline.ready() else {
+        return;
+    };
     let [map, spark, below] = Layout::vertical([
         Constraint::Min(6),
         Constraint::Length(4),
@@ -275,7 +337,10 @@ fn timeline(f: &mut Frame, app: &App, area: Rect) {
     // The top row is the highest address, as on a memory map.
     for r in 0..rows_shown.min(bands) {
         let band = bands - 1 - r * bands / rows_shown.min(bands).max(1);
-        let mut spans = vec![Span::raw(format!("{:>14} ", format!("{:#x}", t.band_pc[band])))];
+        let mut spans = vec![Span::raw(format!(
+            "{:>14} ",
+            format!("{:#x}", t.band_pc[band])
+        ))];
         for c in 0..cols {
             let from = c * BUCKETS / cols;
             let to = ((c + 1) * BUCKETS / cols).max(from + 1);
@@ -290,9 +355,12 @@ fn timeline(f: &mut Frame, app: &App, area: Rect) {
         lines.push(Line::from(spans));
     }
     f.render_widget(Paragraph::new(lines).block(frame(title)), map);
+    // The same columns as the heat map above, under the same labels.
+    let mut per_column = vec![0; 15];
+    per_column.extend(resample(&t.insns, cols));
     f.render_widget(
         Sparkline::default()
-            .data(&t.insns)
+            .data(&per_column)
             .block(frame("Instructions per column".into())),
         spark,
     );
@@ -300,12 +368,41 @@ fn timeline(f: &mut Frame, app: &App, area: Rect) {
         Slot::Ready(blocks) => {
             let rows: Vec<&HotBlock> = blocks.iter().collect();
             let total = rows.iter().map(|h| h.execs).sum();
-            block_table(f, &rows, 0, total, below, "Blocks at the cursor (Enter)".into());
+            block_table(
+                f,
+                &rows,
+                0,
+                total,
+                below,
+                "Blocks at the cursor (Enter)".into(),
+            );
         }
+        Slot::Idle => f.render_widget(
+            Paragraph::new("Enter lists the blocks executed in the cursor's column.")
+                .block(frame("Blocks at the cursor".into())),
+            below,
+        ),
         other => {
             placeholder(f, other, below, "Blocks at the cursor (Enter)");
         }
     }
+}
+
+/// `values` averaged into `width` columns (each column the mean of the
+/// values that fall in it), so that a sparkline shows the whole range, not
+/// its start.
+fn resample(values: &[u64], width: usize) -> Vec<u64> {
+    if width == 0 || values.is_empty() {
+        return Vec::new();
+    }
+    let cols = width.min(values.len());
+    (0..cols)
+        .map(|c| {
+            let from = c * values.len() / cols;
+            let to = ((c + 1) * values.len() / cols).max(from + 1);
+            values[from..to].iter().sum::<u64>() / (to - from) as u64
+        })
+        .collect()
 }
 
 const SHADES: [char; 5] = [' ', '░', '▒', '▓', '█'];
@@ -321,7 +418,13 @@ fn shade(n: u64, max: u64) -> usize {
 }
 
 fn heat_colour(level: usize) -> Color {
-    [Color::Reset, Color::Blue, Color::Cyan, Color::Yellow, Color::Red][level]
+    [
+        Color::Reset,
+        Color::Blue,
+        Color::Cyan,
+        Color::Yellow,
+        Color::Red,
+    ][level]
 }
 
 fn syscalls(f: &mut Frame, app: &App, area: Rect) {
@@ -338,11 +441,18 @@ fn syscalls(f: &mut Frame, app: &App, area: Rect) {
                 (Some(r), None) if r.unsigned_abs() > 0xffff => format!("= {r:#x}"),
                 (Some(r), None) => format!("= {r}"),
             };
-            let style = if c.errno.is_some() { Style::new().fg(Color::Red) } else { Style::new() };
+            let style = if c.errno.is_some() {
+                Style::new().fg(Color::Red)
+            } else {
+                Style::new()
+            };
             Row::new(vec![
                 Cell::from(c.tid.to_string()),
                 Cell::from(c.block_seq.to_string()),
-                Cell::from(format!("{}({:#x}, {:#x}, {:#x})", c.name, c.args[0], c.args[1], c.args[2])),
+                Cell::from(format!(
+                    "{}({:#x}, {:#x}, {:#x})",
+                    c.name, c.args[0], c.args[1], c.args[2]
+                )),
                 Cell::from(result).style(style),
             ])
         })
@@ -370,24 +480,16 @@ fn syscalls(f: &mut Frame, app: &App, area: Rect) {
 }
 
 fn errno_name(e: i32) -> String {
-    const NAMES: [&str; 41] = [
-        "0", "EPERM", "ENOENT", "ESRCH", "EINTR", "EIO", "ENXIO", "E2BIG", "ENOEXEC", "EBADF", "ECHILD",
-        "EAGAIN", "ENOMEM", "EACCES", "EFAULT", "ENOTBLK", "EBUSY", "EEXIST", "EXDEV", "ENODEV",
-        "ENOTDIR", "EISDIR", "EINVAL", "ENFILE", "EMFILE", "ENOTTY", "ETXTBSY", "EFBIG", "ENOSPC",
-        "ESPIPE", "EROFS", "EMLINK", "EPIPE", "EDOM", "ERANGE", "EDEADLK", "ENAMETOOLONG", "ENOLCK",
-        "ENOSYS", "ENOTEMPTY", "ELOOP",
-    ];
-    usize::try_from(e)
-        .ok()
-        .and_then(|i| NAMES.get(i))
-        .map_or_else(|| format!("errno {e}"), |n| n.to_string())
+    qtrace_format::errno::name(e).map_or_else(|| format!("errno {e}"), str::to_string)
 }
 
 fn memory(f: &mut Frame, app: &App, area: Rect) {
     if placeholder(f, &app.pages, area, "Memory") {
         return;
     }
-    let Some(pages) = app.pages.ready() else { return };
+    let Some(pages) = app.pages.ready() else {
+        return;
+    };
     if pages.is_empty() {
         f.render_widget(
             Paragraph::new("This trace has no memory accesses: record with -O mem=values.")
@@ -396,8 +498,14 @@ fn memory(f: &mut Frame, app: &App, area: Rect) {
         );
         return;
     }
-    let [left, right] = Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(area);
-    let max = pages.iter().map(|p| p.loads + p.stores).max().unwrap_or(1).max(1);
+    let [left, right] =
+        Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(area);
+    let max = pages
+        .iter()
+        .map(|p| p.loads + p.stores)
+        .max()
+        .unwrap_or(1)
+        .max(1);
     let body: Vec<Row> = pages
         .iter()
         .map(|p| {
@@ -407,7 +515,8 @@ fn memory(f: &mut Frame, app: &App, area: Rect) {
                 Cell::from(format!("{:#x}", p.page)),
                 Cell::from(group(p.loads)),
                 Cell::from(group(p.stores)),
-                Cell::from(SHADES[level].to_string().repeat(4)).style(Style::new().fg(heat_colour(level))),
+                Cell::from(SHADES[level].to_string().repeat(4))
+                    .style(Style::new().fg(heat_colour(level))),
             ])
         })
         .collect();
@@ -422,7 +531,10 @@ fn memory(f: &mut Frame, app: &App, area: Rect) {
     )
     .header(Row::new(vec!["page", "loads", "stores", "heat"]).style(bold()))
     .row_highlight_style(Style::new().add_modifier(Modifier::REVERSED))
-    .block(frame(format!("Hot pages ({}) · Enter: accesses", pages.len())));
+    .block(frame(format!(
+        "Hot pages ({}) · Enter: accesses",
+        pages.len()
+    )));
     let mut state = TableState::default().with_selected(Some(app.page_list.selected));
     f.render_stateful_widget(table, left, &mut state);
 
@@ -508,7 +620,12 @@ fn diff(f: &mut Frame, app: &App, area: Rect) {
             Constraint::Length(14),
         ],
     )
-    .header(Row::new(vec!["change", "execs A", "execs B", "address", "symbol", "module"]).style(bold()))
+    .header(
+        Row::new(vec![
+            "change", "execs A", "execs B", "address", "symbol", "module",
+        ])
+        .style(bold()),
+    )
     .row_highlight_style(Style::new().add_modifier(Modifier::REVERSED))
     .block(frame(title));
     let mut state = TableState::default().with_selected(Some(app.diff_list.selected));
@@ -516,7 +633,7 @@ fn diff(f: &mut Frame, app: &App, area: Rect) {
 }
 
 fn help(f: &mut Frame, app: &App) {
-    let area = centered(f.area(), 64, 20);
+    let area = centered(f.area(), 64, 13);
     let mut lines = vec![
         Line::styled(format!("{} — keys", app.view.title()), bold()),
         Line::from("Tab / Shift-Tab, 1-6   switch view"),
@@ -526,16 +643,28 @@ fn help(f: &mut Frame, app: &App) {
         Line::from(""),
     ];
     let specific: &[&str] = match app.view {
-        View::Overview => &["What was recorded, how the run ended, threads,", "and instructions over time."],
-        View::Hot => &["s  sort by executions / instructions", "The selected block's disassembly is shown beside it."],
+        View::Overview => &[
+            "What was recorded, how the run ended, threads,",
+            "and instructions over time.",
+        ],
+        View::Hot => &[
+            "s  sort by executions / instructions",
+            "The selected block's disassembly is shown beside it.",
+        ],
         View::Timeline => &[
             "h l, ← →  move the cursor in time",
             "+ / -  zoom in around the cursor / back out",
             "Enter  the blocks executed at the cursor",
         ],
-        View::Syscalls => &["Enter  jump to the call's moment on the timeline", "/  filter by name"],
+        View::Syscalls => &[
+            "Enter  jump to the call's moment on the timeline",
+            "/  filter by name",
+        ],
         View::Memory => &["Enter  the selected page's accesses, with values"],
-        View::Diff => &["Blocks matched by module, offset and code;", "the largest count changes first."],
+        View::Diff => &[
+            "Blocks matched by module, offset and code;",
+            "the largest count changes first.",
+        ],
     };
     lines.extend(specific.iter().map(|s| Line::from(*s)));
     f.render_widget(Clear, area);
@@ -551,6 +680,31 @@ fn centered(area: Rect, w: u16, h: u16) -> Rect {
         width: w,
         height: h,
     }
+}
+
+/// The guest's own command line: QEMU's, without QEMU and its options.
+fn guest_command(argv: &[String]) -> &[String] {
+    let is_qemu = argv
+        .first()
+        .and_then(|a| a.rsplit('/').next())
+        .is_some_and(|a| a.starts_with("qemu-"));
+    if !is_qemu {
+        return argv;
+    }
+    // The options of qemu-user that take a value.
+    const WITH_VALUE: [&str; 14] = [
+        "-d", "-D", "-L", "-E", "-U", "-0", "-cpu", "-B", "-R", "-s", "-p", "-plugin", "-g",
+        "-seed",
+    ];
+    let mut i = 1;
+    while let Some(a) = argv.get(i).filter(|a| a.starts_with('-')) {
+        i += if WITH_VALUE.contains(&a.as_str()) {
+            2
+        } else {
+            1
+        };
+    }
+    &argv[i.min(argv.len())..]
 }
 
 fn filter_note(filter: &str, typing: bool) -> String {
@@ -583,18 +737,42 @@ pub fn group(n: u64) -> String {
     out
 }
 
-#[allow(unused_imports)]
-use Direction as _;
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_guest_command_without_qemu() {
+        let argv: Vec<String> = [
+            "/q/bin/qemu-x86_64",
+            "-plugin",
+            "/r.so,out=x",
+            "-d",
+            "plugin",
+            "/bin/ls",
+            "-l",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        assert_eq!(guest_command(&argv), &argv[5..]);
+        assert_eq!(guest_command(&argv[5..]), &argv[5..]);
+    }
 
     #[test]
     fn groups_digits() {
         assert_eq!(group(0), "0");
         assert_eq!(group(1234567), "1,234,567");
         assert_eq!(group(999), "999");
+    }
+
+    #[test]
+    fn resampling_keeps_the_total_and_the_whole_range() {
+        let v: Vec<u64> = (1..=120).collect();
+        let r = resample(&v, 78);
+        assert_eq!(r.len(), 78);
+        assert_eq!((r[0], r[77]), (1, 119));
+        assert_eq!(resample(&v[..10], 78), v[..10].to_vec());
     }
 
     #[test]

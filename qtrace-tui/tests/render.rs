@@ -37,8 +37,18 @@ fn block(id: u32, pc: u64, symbol: &str, insns: &[&str]) -> BlockInfo {
 /// A small trace's summary: three blocks, one thread.
 fn summary() -> Arc<Summary> {
     let dict = [
-        block(0, 0x401000, "main", &["mov $1, %eax", "add %eax, %ebx", "jmp 0x401100"]),
-        block(1, 0x401100, "work", &["inc %ecx", "cmp $9, %ecx", "jne 0x401100"]),
+        block(
+            0,
+            0x401000,
+            "main",
+            &["mov $1, %eax", "add %eax, %ebx", "jmp 0x401100"],
+        ),
+        block(
+            1,
+            0x401100,
+            "work",
+            &["inc %ecx", "cmp $9, %ecx", "jne 0x401100"],
+        ),
         block(2, 0x401200, "_start", &["call 0x401000"]),
     ];
     let execs = [10u64, 5000, 1];
@@ -86,7 +96,10 @@ fn summary() -> Arc<Summary> {
     Arc::new(Summary {
         manifest,
         hot,
-        dict: dict.into_iter().map(|b| (b.id, b)).collect::<HashMap<_, _>>(),
+        dict: dict
+            .into_iter()
+            .map(|b| (b.id, b))
+            .collect::<HashMap<_, _>>(),
         exact: true,
     })
 }
@@ -102,7 +115,9 @@ fn timeline() -> Timeline {
     Timeline {
         vcpu: 0,
         seqs: 0..5011,
-        insns: (0..BUCKETS as u64).map(|t| if (20..100).contains(&t) { 120 } else { 5 }).collect(),
+        insns: (0..BUCKETS as u64)
+            .map(|t| if (20..100).contains(&t) { 120 } else { 5 })
+            .collect(),
         heat,
         band_pc: vec![0x401000, 0x401100, 0x401200],
     }
@@ -228,7 +243,10 @@ fn timeline_heat_map_and_zoom() {
     insta::assert_snapshot!("timeline_80x24", screen(&app, 80, 24));
     let requests = press(&mut app, "llll+");
     assert_eq!(requests.len(), 1, "{requests:?}");
-    assert!(matches!(&requests[0], Request::Timeline { seqs: Some(_), .. }));
+    assert!(matches!(
+        &requests[0],
+        Request::Timeline { seqs: Some(_), .. }
+    ));
     let requests = press(&mut app, "-");
     assert!(matches!(&requests[0], Request::Timeline { seqs: Some(s), .. } if *s == (0..5011)));
 }
@@ -239,7 +257,9 @@ fn syscalls_list_and_jump_to_the_timeline() {
     press(&mut app, "4");
     insta::assert_snapshot!(screen(&app, 80, 24));
     let requests = press(&mut app, "j\n");
-    assert!(matches!(&requests[..], [Request::Timeline { vcpu: 0, seqs: Some(s) }] if s.contains(&5010)));
+    assert!(
+        matches!(&requests[..], [Request::Timeline { vcpu: 0, seqs: Some(s) }] if s.contains(&5010))
+    );
     assert_eq!(app.view, qtrace_tui::app::View::Timeline);
 }
 
@@ -258,7 +278,12 @@ fn memory_pages_and_help() {
 fn loading_and_failures_are_shown_not_hidden() {
     let (mut app, _) = App::new("run.parquet".into(), None);
     assert!(screen(&app, 80, 24).contains("loading"));
-    app.loaded(Loaded::Summary(Err("run.parquet: not a qtrace trace".into())));
+    app.loaded(Loaded::Summary(Err(
+        "run.parquet: not a qtrace trace".into()
+    )));
     let s = screen(&app, 80, 24);
-    assert!(s.contains("cannot show this: run.parquet: not a qtrace trace"), "{s}");
+    assert!(
+        s.contains("cannot show this: run.parquet: not a qtrace trace"),
+        "{s}"
+    );
 }

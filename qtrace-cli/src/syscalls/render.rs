@@ -13,7 +13,7 @@
 //! of them; where they differ (AArch64's `O_DIRECTORY` family, x86_64's
 //! `MAP_32BIT` and `arch_prctl`) the guest architecture decides.
 
-use super::errno;
+use qtrace_format::errno;
 
 /// The guest architecture, where constants differ between them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
