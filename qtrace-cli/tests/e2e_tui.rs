@@ -7,6 +7,7 @@ mod e2e_support;
 
 use std::path::Path;
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use e2e_support::{record, sample, top_blocks};
@@ -18,7 +19,10 @@ struct Tmux {
 
 impl Tmux {
     fn start(cmd: &str, w: u16, h: u16) -> Tmux {
-        let name = format!("qtrace-tui-test-{}", std::process::id());
+        // Tests run in parallel: a session each.
+        static SESSIONS: AtomicUsize = AtomicUsize::new(0);
+        let n = SESSIONS.fetch_add(1, Ordering::Relaxed);
+        let name = format!("qtrace-tui-test-{}-{n}", std::process::id());
         let status = Command::new("tmux")
             .args([
                 "new-session",
@@ -145,4 +149,29 @@ fn a_directory_that_is_not_a_trace_is_one_line() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("not a qtrace trace"), "{err}");
+}
+
+#[test]
+fn compares_two_runs_side_by_side() {
+    let Some(hotloop) = sample("x86_64", "hotloop") else {
+        panic!("samples not built: run make -C samples");
+    };
+    let (_da, a) = record(&[hotloop.to_str().unwrap(), "2"], &[]);
+    let (_db, b) = record(&[hotloop.to_str().unwrap(), "3"], &[]);
+    let tmux = Tmux::start(&format!("{} {}", qtrace_tui(&a), b.display()), 120, 40);
+    tmux.wait_for("1 Overview");
+    tmux.keys(&["6"]);
+    // The count changes and the first divergence, as `qtrace diff` says.
+    let s = tmux.wait_for("the runs part at seq");
+    let first = Command::new(common::qtrace_exe())
+        .args(["diff", a.to_str().unwrap(), b.to_str().unwrap(), "--first"])
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&first.stdout);
+    let headline = report.lines().next().unwrap();
+    let part = &headline[headline.find("the runs part").unwrap()..];
+    assert!(s.contains(&part[..part.len().min(60)]), "{part}\n{s}");
+    assert!(s.contains("changed"), "{s}");
+    tmux.keys(&["q"]);
+    assert!(tmux.wait_for("EXITED=").contains("EXITED=0"));
 }

@@ -1,14 +1,20 @@
-//! The Diff view's data: two traces' blocks matched by module, offset and
-//! code (not by address, which moves between runs), with their execution
-//! counts side by side.
+//! The Diff view's data, from `qtrace diff` itself (the program beside
+//! this one), so that the interface shows exactly what the command line
+//! says: blocks matched across the traces by module, offset and code, with
+//! their counts, and the first divergence with its context and what
+//! explains it.
 
-use std::collections::HashMap;
+use std::path::Path;
+use std::process::{Command, Stdio};
 
-use crate::data::{HotBlock, Summary};
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
 
-/// A block of either trace, with its executions in each.
+/// A block whose executions differ between the traces.
 #[derive(Clone, Debug)]
 pub struct DiffRow {
+    /// `only-a`, `only-b` or `changed`.
+    pub status: String,
     pub symbol: String,
     pub module: String,
     /// Its address in A, else in B.
@@ -30,76 +36,58 @@ pub struct Comparison {
     pub rows: Vec<DiffRow>,
     pub only_a: usize,
     pub only_b: usize,
-    pub same: usize,
+    /// `qtrace diff --first`'s report, line by line.
+    pub divergence: Vec<String>,
 }
 
-/// How a block is known in both traces: its module's file name, its
-/// offset in it (its address outside modules) and its code.
-type Key = (String, u64, Vec<u8>);
-
-fn keyed<'a>(
-    s: &'a Summary,
-    module_base: &dyn Fn(u64) -> Option<u64>,
-) -> HashMap<Key, &'a HotBlock> {
-    s.hot
-        .iter()
-        .map(|h| {
-            let code = s
-                .dict
-                .get(&h.id)
-                .map(|b| b.code.clone())
-                .unwrap_or_default();
-            let offset = module_base(h.pc).map_or(h.pc, |base| h.pc - base);
-            ((h.module.clone(), offset, code), h)
-        })
-        .collect()
-}
-
-/// Compares A with B; `base_a`/`base_b` give the base of the module
-/// holding an address in each trace.
-pub fn compare(
-    a: &Summary,
-    b: &Summary,
-    base_a: &dyn Fn(u64) -> Option<u64>,
-    base_b: &dyn Fn(u64) -> Option<u64>,
-) -> Comparison {
-    let ka = keyed(a, base_a);
-    let kb = keyed(b, base_b);
+/// Runs `qtrace diff` on the two traces, twice (counts, then `--first`).
+pub fn compare(a: &Path, b: &Path) -> Result<Comparison> {
+    let counts: Value = serde_json::from_slice(&qtrace(&[a, b], &["--format", "json", "-n", "0"])?)
+        .context("qtrace diff printed no JSON")?;
     let mut c = Comparison::default();
-    for (key, ha) in &ka {
-        let execs_b = kb.get(key).map_or(0, |hb| hb.execs);
-        if execs_b == 0 {
-            c.only_a += 1;
-        }
-        if execs_b == ha.execs {
-            c.same += 1;
-            continue;
+    for r in counts.as_array().map(Vec::as_slice).unwrap_or_default() {
+        let status = r["status"].as_str().unwrap_or_default().to_string();
+        let addr = |k: &str| {
+            r[k].as_str()
+                .and_then(|s| u64::from_str_radix(s.trim_start_matches("0x"), 16).ok())
+        };
+        match status.as_str() {
+            "only-a" => c.only_a += 1,
+            "only-b" => c.only_b += 1,
+            _ => {}
         }
         c.rows.push(DiffRow {
-            symbol: ha.symbol.clone(),
-            module: ha.module.clone(),
-            pc: ha.pc,
-            execs_a: ha.execs,
-            execs_b,
+            symbol: r["symbol"].as_str().unwrap_or_default().to_string(),
+            module: r["module"].as_str().unwrap_or_default().to_string(),
+            pc: addr("address_a").or_else(|| addr("address_b")).unwrap_or(0),
+            execs_a: r["execs_a"].as_u64().unwrap_or(0),
+            execs_b: r["execs_b"].as_u64().unwrap_or(0),
+            status,
         });
     }
-    for (key, hb) in &kb {
-        if !ka.contains_key(key) {
-            c.only_b += 1;
-            c.rows.push(DiffRow {
-                symbol: hb.symbol.clone(),
-                module: hb.module.clone(),
-                pc: hb.pc,
-                execs_a: 0,
-                execs_b: hb.execs,
-            });
-        }
+    let first = qtrace(&[a, b], &["--first"])?;
+    c.divergence = String::from_utf8_lossy(&first)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    Ok(c)
+}
+
+/// `qtrace diff A B ARGS...`'s stdout; its one-line error otherwise.
+fn qtrace(traces: &[&Path], args: &[&str]) -> Result<Vec<u8>> {
+    let exe = std::env::current_exe()
+        .context("cannot tell where qtrace-tui is")?
+        .with_file_name("qtrace");
+    let out = Command::new(&exe)
+        .arg("diff")
+        .args(traces)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("cannot run {}", exe.display()))?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        bail!("{}", err.trim().trim_start_matches("error: "));
     }
-    c.rows.sort_by(|x, y| {
-        y.change()
-            .abs()
-            .cmp(&x.change().abs())
-            .then(x.pc.cmp(&y.pc))
-    });
-    c
+    Ok(out.stdout)
 }

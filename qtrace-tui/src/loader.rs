@@ -8,7 +8,7 @@ use std::sync::mpsc::{Receiver, Sender};
 use std::sync::Arc;
 
 use qtrace_format::block_stream::Blocks;
-use qtrace_format::{Module, Table, Trace};
+use qtrace_format::{Table, Trace};
 
 use crate::app::{Loaded, Request};
 use crate::data::{self, HotBlock, Summary};
@@ -105,11 +105,5 @@ fn compare(traces: &Traces) -> anyhow::Result<diff::Comparison> {
     let Some(b) = &traces.b else {
         anyhow::bail!("one trace: give two to compare them");
     };
-    let sa = data::summary(&traces.a)?;
-    let sb = data::summary(b)?;
-    let (ma, mb) = (traces.a.modules()?, b.modules()?);
-    let base = |mods: &[Module], pc: u64| mods.iter().find(|m| m.contains(pc)).map(|m| m.base);
-    Ok(diff::compare(&sa, &sb, &|pc| base(&ma, pc), &|pc| {
-        base(&mb, pc)
-    }))
+    diff::compare(traces.a.root(), b.root())
 }

@@ -589,6 +589,8 @@ fn diff(f: &mut Frame, app: &App, area: Rect) {
         return;
     }
     let Some(d) = app.diff.ready() else { return };
+    let [counts, first] =
+        Layout::vertical([Constraint::Percentage(45), Constraint::Percentage(55)]).areas(area);
     let body: Vec<Row> = d
         .rows
         .iter()
@@ -596,6 +598,7 @@ fn diff(f: &mut Frame, app: &App, area: Rect) {
             let change = r.change();
             let style = Style::new().fg(if change > 0 { Color::Green } else { Color::Red });
             Row::new(vec![
+                Cell::from(r.status.clone()),
                 Cell::from(format!("{change:+}")).style(style),
                 Cell::from(group(r.execs_a)),
                 Cell::from(group(r.execs_b)),
@@ -606,30 +609,44 @@ fn diff(f: &mut Frame, app: &App, area: Rect) {
         })
         .collect();
     let title = format!(
-        "A {} · B {} · only in A {} · only in B {} · unchanged {}",
-        app.trace_name, other, d.only_a, d.only_b, d.same
+        "A {} · B {} · only in A {} · only in B {} · changed {}",
+        app.trace_name,
+        other,
+        d.only_a,
+        d.only_b,
+        d.rows.len() - d.only_a - d.only_b
     );
     let table = Table::new(
         body,
         [
-            Constraint::Length(12),
-            Constraint::Length(12),
-            Constraint::Length(12),
+            Constraint::Length(8),
+            Constraint::Length(11),
+            Constraint::Length(11),
+            Constraint::Length(11),
             Constraint::Length(14),
-            Constraint::Min(10),
-            Constraint::Length(14),
+            Constraint::Min(8),
+            Constraint::Length(12),
         ],
     )
     .header(
         Row::new(vec![
-            "change", "execs A", "execs B", "address", "symbol", "module",
+            "status", "change", "execs A", "execs B", "address", "symbol", "module",
         ])
         .style(bold()),
     )
     .row_highlight_style(Style::new().add_modifier(Modifier::REVERSED))
     .block(frame(title));
     let mut state = TableState::default().with_selected(Some(app.diff_list.selected));
-    f.render_stateful_widget(table, area, &mut state);
+    f.render_stateful_widget(table, counts, &mut state);
+    let lines: Vec<Line> = d
+        .divergence
+        .iter()
+        .map(|l| Line::from(l.as_str()))
+        .collect();
+    f.render_widget(
+        Paragraph::new(lines).block(frame("First divergence (qtrace diff --first)".into())),
+        first,
+    );
 }
 
 fn help(f: &mut Frame, app: &App) {
