@@ -44,3 +44,42 @@ impl ReadArgs {
         })
     }
 }
+
+/// Fails, listing the trace's vCPUs, when it has no vCPU `vcpu`: one the
+/// manifest lists or that has `blocks` parts, or one of `more` (a table's
+/// own parts). A vCPU the trace knows with no rows in some table is no
+/// mistake; one it never heard of is.
+pub fn check_vcpu(trace: &Trace, vcpu: u32, more: &[qtrace_format::PartPath]) -> Result<()> {
+    let mut known = vcpus(trace)?;
+    known.extend(more.iter().filter_map(|p| p.vcpu));
+    known.sort_unstable();
+    known.dedup();
+    if known.contains(&vcpu) {
+        return Ok(());
+    }
+    let list: Vec<String> = known.iter().map(u32::to_string).collect();
+    anyhow::bail!(
+        "{}: no vCPU {vcpu} in this trace (vCPUs: {})",
+        trace.root().display(),
+        if list.is_empty() {
+            "none".to_string()
+        } else {
+            list.join(", ")
+        }
+    )
+}
+
+/// The trace's vCPU indices, in order: the manifest's and those with
+/// `blocks` parts (a trace cut short has no totals).
+pub fn vcpus(trace: &Trace) -> Result<Vec<u32>> {
+    let mut known: Vec<u32> = trace.manifest().vcpus.iter().map(|v| v.vcpu).collect();
+    known.extend(
+        trace
+            .parts(qtrace_format::Table::Blocks)?
+            .iter()
+            .filter_map(|p| p.vcpu),
+    );
+    known.sort_unstable();
+    known.dedup();
+    Ok(known)
+}

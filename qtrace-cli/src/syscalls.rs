@@ -15,7 +15,7 @@
 
 mod render;
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
@@ -24,7 +24,7 @@ use std::str::FromStr;
 use anyhow::{bail, Result};
 use arrow_array::{Array, BinaryArray, Int64Array, StringArray, UInt32Array, UInt64Array};
 use qtrace_format::schema::{self, col};
-use qtrace_format::{PartPath, RowGroup, RowGroups, Table, Trace};
+use qtrace_format::{PartPath, RowGroup, RowGroups, Table};
 use serde_json::{json, Value};
 
 use crate::output::{self, Format};
@@ -232,7 +232,7 @@ pub fn run(args: Args, read: &ReadArgs) -> Result<()> {
         );
     }
     if let Some(v) = args.vcpu {
-        check_vcpu_exists(&trace, &parts, v)?;
+        crate::reading::check_vcpu(&trace, v, &parts)?;
         parts.retain(|p| p.vcpu == Some(v));
     }
     // Listing order: vCPU, then seq, which is part order within a vCPU.
@@ -245,26 +245,6 @@ pub fn run(args: Args, read: &ReadArgs) -> Result<()> {
     }
     out.flush()?;
     Ok(())
-}
-
-/// A vCPU with no calls is fine if the trace knows it (it made none);
-/// one the trace never heard of is a mistake worth saying.
-fn check_vcpu_exists(trace: &Trace, parts: &[PartPath], vcpu: u32) -> Result<()> {
-    let mut known: BTreeSet<u32> = trace.manifest().vcpus.iter().map(|v| v.vcpu).collect();
-    known.extend(parts.iter().filter_map(|p| p.vcpu));
-    if known.contains(&vcpu) {
-        return Ok(());
-    }
-    let list: Vec<String> = known.iter().map(u32::to_string).collect();
-    bail!(
-        "{}: no vCPU {vcpu} in this trace (vCPUs: {})",
-        trace.root().display(),
-        if list.is_empty() {
-            "none".to_string()
-        } else {
-            list.join(", ")
-        }
-    )
 }
 
 /// The columns a listing or a summary decodes.

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::path::PathBuf;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use arrow_array::{Array, StringArray, UInt32Array, UInt64Array};
 use clap::ValueEnum;
 use qtrace_format::schema::{self, col};
@@ -68,7 +68,7 @@ pub fn run(args: Args, read: &ReadArgs) -> Result<()> {
     let counts = counts::load(&trace, args.source, args.vcpu)?;
     if let Some(v) = args.vcpu {
         if counts.is_empty() {
-            check_vcpu_exists(&trace, v)?;
+            crate::reading::check_vcpu(&trace, v, &[])?;
         }
     }
     let mut dict = if args.disas {
@@ -91,26 +91,6 @@ pub fn run(args: Args, read: &ReadArgs) -> Result<()> {
     }
     out.flush()?;
     Ok(())
-}
-
-fn check_vcpu_exists(trace: &Trace, vcpu: u32) -> Result<()> {
-    let mut known: Vec<u32> = trace.manifest().vcpus.iter().map(|v| v.vcpu).collect();
-    known.extend(trace.parts(Table::Blocks)?.iter().filter_map(|p| p.vcpu));
-    known.sort_unstable();
-    known.dedup();
-    if known.contains(&vcpu) {
-        return Ok(());
-    }
-    let list = known
-        .iter()
-        .map(u32::to_string)
-        .collect::<Vec<_>>()
-        .join(", ");
-    bail!(
-        "{}: no vCPU {vcpu} in this trace (vCPUs: {})",
-        trace.root().display(),
-        if list.is_empty() { "none" } else { &list }
-    )
 }
 
 /// Fills in the symbols QEMU did not know, of the listed blocks and (with

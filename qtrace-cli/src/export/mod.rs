@@ -94,7 +94,7 @@ pub enum TableFormat {
 pub fn run(args: Args, read: &ReadArgs) -> Result<()> {
     let trace = read.open(&args.dir)?;
     if let Some(v) = args.vcpu {
-        check_vcpu(&trace, v)?;
+        crate::reading::check_vcpu(&trace, v, &[])?;
     }
     let only_for_tables = [
         (args.format.is_some(), "--format"),
@@ -168,33 +168,6 @@ fn parse_seq_range(s: &str) -> Result<Range<u64>, String> {
         return Err(format!("`{s}`: the range ends before it starts"));
     }
     Ok(start..end)
-}
-
-/// Fails, listing the trace's vCPUs, when it has no vCPU `vcpu`.
-fn check_vcpu(trace: &Trace, vcpu: u32) -> Result<()> {
-    let known = vcpus(trace)?;
-    if known.contains(&vcpu) {
-        return Ok(());
-    }
-    let list: Vec<String> = known.iter().map(u32::to_string).collect();
-    bail!(
-        "{}: no vCPU {vcpu} in this trace (vCPUs: {})",
-        trace.root().display(),
-        if list.is_empty() {
-            "none".to_string()
-        } else {
-            list.join(", ")
-        }
-    )
-}
-
-/// The trace's vCPU indices: the manifest's and those with `blocks` parts.
-fn vcpus(trace: &Trace) -> Result<Vec<u32>> {
-    let mut known: Vec<u32> = trace.manifest().vcpus.iter().map(|v| v.vcpu).collect();
-    known.extend(trace.parts(Table::Blocks)?.iter().filter_map(|p| p.vcpu));
-    known.sort_unstable();
-    known.dedup();
-    Ok(known)
 }
 
 /// A per-vCPU table's parts, grouped by vCPU (in order), each vCPU's parts

@@ -41,7 +41,8 @@ use qtrace_format::{Table, Trace};
 
 use super::cells::push_hex;
 use super::cursor::{KeyRange, Ordered, RowCursor};
-use super::{parts_by_vcpu, vcpus, Args, Escape};
+use super::{parts_by_vcpu, Args, Escape};
+use crate::reading::vcpus;
 
 /// Blocks exported when no `--seq` is given: Tenet itself advises at most
 /// about 10 million instructions per trace.
