@@ -19,25 +19,6 @@ use std::path::Path;
 use e2e_support::*;
 use serde_json::Value;
 
-/// `qtrace ARGS --format json` as rows.
-fn qtrace_rows(args: &[&str]) -> Vec<Value> {
-    let out = qtrace()
-        .args(args)
-        .args(["--format", "json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "qtrace {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice::<Value>(&out.stdout)
-        .unwrap()
-        .as_array()
-        .unwrap()
-        .clone()
-}
-
 /// `libsyscall,print=true` output: `call N` and `ret N R` in order.
 fn libsyscall_events(log: &str) -> Vec<String> {
     log.lines()
@@ -47,24 +28,6 @@ fn libsyscall_events(log: &str) -> Vec<String> {
                 Some((num, ret)) => format!("ret {num} {ret}"),
                 None => format!("call {rest}"),
             })
-        })
-        .collect()
-}
-
-/// `libsyscall`'s summary: number -> (calls, errors).
-fn libsyscall_summary(log: &str) -> BTreeMap<i64, (u64, u64)> {
-    let table = log
-        .split_once("syscall no.  calls  errors\n")
-        .unwrap_or_else(|| panic!("no summary in libsyscall output:\n{log}"))
-        .1;
-    table
-        .lines()
-        .map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            (
-                f[0].parse().unwrap(),
-                (f[1].parse().unwrap(), f[2].parse().unwrap()),
-            )
         })
         .collect()
 }

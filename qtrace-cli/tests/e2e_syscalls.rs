@@ -82,24 +82,6 @@ fn our_events(calls: &[Call]) -> Vec<String> {
     out
 }
 
-/// `libsyscall`'s summary: number -> (calls, errors).
-fn libsyscall_summary(log: &str) -> BTreeMap<i64, (u64, u64)> {
-    let table = log
-        .split_once("syscall no.  calls  errors\n")
-        .unwrap_or_else(|| panic!("no summary in libsyscall output:\n{log}"))
-        .1;
-    table
-        .lines()
-        .map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            (
-                f[0].parse().unwrap(),
-                (f[1].parse().unwrap(), f[2].parse().unwrap()),
-            )
-        })
-        .collect()
-}
-
 fn manifest_syscalls(trace: &Path) -> u64 {
     let m = manifest(trace);
     assert_eq!(m["complete"], true, "{m}");

@@ -183,18 +183,16 @@ pub fn parse_hotblocks(log: &str) -> Vec<(u64, u64, u64)> {
         .collect()
 }
 
-/// `qtrace top-blocks` as JSON.
-pub fn top_blocks(trace: &Path, args: &[&str]) -> Vec<Value> {
+/// `qtrace ARGS --format json` as rows (the command must succeed).
+pub fn qtrace_rows(args: &[&str]) -> Vec<Value> {
     let out = qtrace()
-        .arg("top-blocks")
-        .arg(trace)
-        .args(["--format", "json"])
         .args(args)
+        .args(["--format", "json"])
         .output()
         .unwrap();
     assert!(
         out.status.success(),
-        "top-blocks: {}",
+        "qtrace {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice::<Value>(&out.stdout)
@@ -202,6 +200,31 @@ pub fn top_blocks(trace: &Path, args: &[&str]) -> Vec<Value> {
         .as_array()
         .unwrap()
         .clone()
+}
+
+/// `qtrace top-blocks` as JSON.
+pub fn top_blocks(trace: &Path, args: &[&str]) -> Vec<Value> {
+    let mut all = vec!["top-blocks", trace.to_str().unwrap()];
+    all.extend(args);
+    qtrace_rows(&all)
+}
+
+/// `libsyscall`'s summary: number -> (calls, errors).
+pub fn libsyscall_summary(log: &str) -> BTreeMap<i64, (u64, u64)> {
+    let table = log
+        .split_once("syscall no.  calls  errors\n")
+        .unwrap_or_else(|| panic!("no summary in libsyscall output:\n{log}"))
+        .1;
+    table
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (
+                f[0].parse().unwrap(),
+                (f[1].parse().unwrap(), f[2].parse().unwrap()),
+            )
+        })
+        .collect()
 }
 
 /// Executions per (pc, instructions) over all blocks of a trace, as libhotblocks counts them.
