@@ -11,9 +11,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use anyhow::Result;
-use arrow_array::{
-    Array, BooleanArray, Int32Array, Int64Array, StringArray, UInt32Array, UInt64Array,
-};
+use arrow_array::{Array, BooleanArray, UInt64Array};
 use qtrace_format::block_stream::Blocks;
 use qtrace_format::schema::{self, col};
 use qtrace_format::symbols::Resolver;
@@ -149,66 +147,37 @@ pub struct Call {
     pub tid: u32,
     pub block_seq: u64,
     pub name: String,
-    pub args: [u64; 3],
-    pub ret: Option<i64>,
-    pub errno: Option<i32>,
+    /// strace-like: `openat(AT_FDCWD, 0x..., O_RDONLY) = 3`.
+    pub call: String,
+    pub failed: bool,
 }
 
-/// Every system call, in order per vCPU.
+/// Every system call, in order per vCPU, rendered by `qtrace syscalls`.
 pub fn syscalls(trace: &Trace) -> Result<Vec<Call>> {
-    let parts = trace.parts(Table::Syscalls)?;
-    let columns = [
-        col::SEQ,
-        col::TID,
-        col::BLOCK_SEQ,
-        col::NUM,
-        col::NAME,
-        col::ARGS[0],
-        col::ARGS[1],
-        col::ARGS[2],
-        col::RET,
-        col::ERRNO,
-    ];
-    let mut calls = scan(
-        &parts,
-        &columns,
-        Vec::new,
-        |mut acc: Vec<Call>, batch, part| {
-            let seq: &UInt64Array = schema::column(batch, col::SEQ)?;
-            let tid: &UInt32Array = schema::column(batch, col::TID)?;
-            let block_seq: &UInt64Array = schema::column(batch, col::BLOCK_SEQ)?;
-            let num: &Int64Array = schema::column(batch, col::NUM)?;
-            let name: &StringArray = schema::column(batch, col::NAME)?;
-            let args: Vec<&UInt64Array> = (0..3)
-                .map(|i| schema::column(batch, col::ARGS[i]))
-                .collect::<qtrace_format::Result<_>>()?;
-            let ret: &Int64Array = schema::column(batch, col::RET)?;
-            let errno: &Int32Array = schema::column(batch, col::ERRNO)?;
-            for i in 0..batch.num_rows() {
-                acc.push(Call {
-                    vcpu: part.vcpu.unwrap_or(0),
-                    seq: seq.value(i),
-                    tid: tid.value(i),
-                    block_seq: block_seq.value(i),
-                    name: if name.is_null(i) {
-                        format!("syscall_{}", num.value(i))
-                    } else {
-                        name.value(i).to_string()
-                    },
-                    args: [args[0].value(i), args[1].value(i), args[2].value(i)],
-                    ret: (!ret.is_null(i)).then(|| ret.value(i)),
-                    errno: (!errno.is_null(i)).then(|| errno.value(i)),
-                });
-            }
-            Ok(acc)
-        },
-        |mut a, b| {
-            a.extend(b);
-            a
-        },
-    )?;
-    calls.sort_by_key(|c| (c.vcpu, c.seq));
-    Ok(calls)
+    let out = crate::cli::qtrace(&[
+        std::ffi::OsStr::new("syscalls"),
+        trace.root().as_os_str(),
+        std::ffi::OsStr::new("--format"),
+        std::ffi::OsStr::new("jsonl"),
+    ])?;
+    let text = String::from_utf8_lossy(&out);
+    text.lines()
+        .map(|line| {
+            let r: serde_json::Value = serde_json::from_str(line)?;
+            let n = |k: &str| r[k].as_u64().unwrap_or(0);
+            Ok(Call {
+                vcpu: n("vcpu") as u32,
+                seq: n("seq"),
+                tid: n("tid") as u32,
+                block_seq: n("block_seq"),
+                name: r["name"]
+                    .as_str()
+                    .map_or_else(|| format!("syscall_{}", r["num"]), str::to_string),
+                call: r["call"].as_str().unwrap_or_default().to_string(),
+                failed: !r["errno"].is_null(),
+            })
+        })
+        .collect()
 }
 
 /// Execution over time of one vCPU: its `seq` cut into equal buckets,

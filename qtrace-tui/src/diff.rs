@@ -4,11 +4,13 @@
 //! their counts, and the first divergence with its context and what
 //! explains it.
 
+use std::ffi::OsStr;
 use std::path::Path;
-use std::process::{Command, Stdio};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use serde_json::Value;
+
+use crate::cli;
 
 /// A block whose executions differ between the traces.
 #[derive(Clone, Debug)]
@@ -42,7 +44,12 @@ pub struct Comparison {
 
 /// Runs `qtrace diff` on the two traces, twice (counts, then `--first`).
 pub fn compare(a: &Path, b: &Path) -> Result<Comparison> {
-    let counts: Value = serde_json::from_slice(&qtrace(&[a, b], &["--format", "json", "-n", "0"])?)
+    let diff = |more: &[&str]| {
+        let mut args = vec![OsStr::new("diff"), a.as_os_str(), b.as_os_str()];
+        args.extend(more.iter().map(OsStr::new));
+        cli::qtrace(&args)
+    };
+    let counts: Value = serde_json::from_slice(&diff(&["--format", "json", "-n", "0"])?)
         .context("qtrace diff printed no JSON")?;
     let mut c = Comparison::default();
     for r in counts.as_array().map(Vec::as_slice).unwrap_or_default() {
@@ -65,29 +72,10 @@ pub fn compare(a: &Path, b: &Path) -> Result<Comparison> {
             status,
         });
     }
-    let first = qtrace(&[a, b], &["--first"])?;
+    let first = diff(&["--first"])?;
     c.divergence = String::from_utf8_lossy(&first)
         .lines()
         .map(str::to_string)
         .collect();
     Ok(c)
-}
-
-/// `qtrace diff A B ARGS...`'s stdout; its one-line error otherwise.
-fn qtrace(traces: &[&Path], args: &[&str]) -> Result<Vec<u8>> {
-    let exe = std::env::current_exe()
-        .context("cannot tell where qtrace-tui is")?
-        .with_file_name("qtrace");
-    let out = Command::new(&exe)
-        .arg("diff")
-        .args(traces)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("cannot run {}", exe.display()))?;
-    if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
-        bail!("{}", err.trim().trim_start_matches("error: "));
-    }
-    Ok(out.stdout)
 }

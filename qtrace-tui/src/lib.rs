@@ -5,9 +5,11 @@
 //! clicks into actions; [`ui`] draws the state and changes nothing;
 //! [`loader`] reads the traces on a background thread and reports over a
 //! channel, so the interface never freezes; [`data`] and [`diff`] are
-//! what the loader computes.
+//! what the loader computes, with [`cli`] running `qtrace` itself for
+//! what the command line already answers (diff, syscalls).
 
 pub mod app;
+pub mod cli;
 pub mod data;
 pub mod diff;
 pub mod input;

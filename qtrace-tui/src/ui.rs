@@ -435,13 +435,7 @@ fn syscalls(f: &mut Frame, app: &App, area: Rect) {
     let body: Vec<Row> = rows
         .iter()
         .map(|c| {
-            let result = match (c.ret, c.errno) {
-                (None, _) => "= ?".to_string(),
-                (Some(_), Some(e)) => format!("= -1 {}", errno_name(e)),
-                (Some(r), None) if r.unsigned_abs() > 0xffff => format!("= {r:#x}"),
-                (Some(r), None) => format!("= {r}"),
-            };
-            let style = if c.errno.is_some() {
+            let style = if c.failed {
                 Style::new().fg(Color::Red)
             } else {
                 Style::new()
@@ -449,11 +443,7 @@ fn syscalls(f: &mut Frame, app: &App, area: Rect) {
             Row::new(vec![
                 Cell::from(c.tid.to_string()),
                 Cell::from(c.block_seq.to_string()),
-                Cell::from(format!(
-                    "{}({:#x}, {:#x}, {:#x})",
-                    c.name, c.args[0], c.args[1], c.args[2]
-                )),
-                Cell::from(result).style(style),
+                Cell::from(c.call.clone()).style(style),
             ])
         })
         .collect();
@@ -469,18 +459,13 @@ fn syscalls(f: &mut Frame, app: &App, area: Rect) {
             Constraint::Length(8),
             Constraint::Length(12),
             Constraint::Min(20),
-            Constraint::Length(16),
         ],
     )
-    .header(Row::new(vec!["tid", "block_seq", "call", "result"]).style(bold()))
+    .header(Row::new(vec!["tid", "block_seq", "call"]).style(bold()))
     .row_highlight_style(Style::new().add_modifier(Modifier::REVERSED))
     .block(frame(title));
     let mut state = TableState::default().with_selected(Some(app.calls.selected));
     f.render_stateful_widget(table, area, &mut state);
-}
-
-fn errno_name(e: i32) -> String {
-    qtrace_format::errno::name(e).map_or_else(|| format!("errno {e}"), str::to_string)
 }
 
 fn memory(f: &mut Frame, app: &App, area: Rect) {

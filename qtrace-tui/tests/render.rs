@@ -131,9 +131,9 @@ fn calls() -> Vec<Call> {
             tid: 4242,
             block_seq: 3,
             name: "openat".into(),
-            args: [0xffff_ff9c, 0x4a0000, 0],
-            ret: Some(-2),
-            errno: Some(2),
+            call: "openat(AT_FDCWD, 0x4a0000, O_RDONLY) = -1 ENOENT (No such file or directory)"
+                .into(),
+            failed: true,
         },
         Call {
             vcpu: 0,
@@ -141,9 +141,8 @@ fn calls() -> Vec<Call> {
             tid: 4242,
             block_seq: 5010,
             name: "exit_group".into(),
-            args: [0, 0, 0],
-            ret: None,
-            errno: None,
+            call: "exit_group(0) = ?".into(),
+            failed: false,
         },
     ]
 }
