@@ -203,7 +203,18 @@ fn run(args: Args) -> Result<bool> {
         check_same(q.name, &out, &rows)?;
         let ratio = tc / t2;
         let speedup = t1 / t2;
-        let scanned = if q.name == "top" { events } else { 2 * events };
+        // Rows read: one trace's for `top`, both traces' for the others,
+        // and for `diverge` both up to the divergence only.
+        let scanned = match q.name {
+            "top" => events,
+            "diverge" => {
+                2 * json_rows(&out)?
+                    .first()
+                    .and_then(|r| r["seq"].as_u64())
+                    .unwrap_or(0)
+            }
+            _ => 2 * events,
+        };
         println!(
             "{:<9} {:>9.3}s {:>9.3}s {:>10.3}s {:>9.2}x {:>9.3}s {:>9.2}x {:>8.2}x {:>12.3e}",
             q.name,
