@@ -63,6 +63,8 @@ pub enum Action {
     Right,
     ZoomIn,
     ZoomOut,
+    /// The timeline's vertical axis: address bands or modules.
+    ToggleAxis,
     Enter,
     ToggleSort,
     Help,
@@ -168,6 +170,8 @@ pub struct App {
     pub tl_vcpu: u32,
     pub tl_cursor: usize,
     pub tl_zoom: Vec<Range<u64>>,
+    /// The timeline's rows are modules (else address bands).
+    pub tl_by_module: bool,
     pub window: Slot<Vec<HotBlock>>,
     pub pages: Slot<Vec<HotPage>>,
     pub page_list: ListState,
@@ -197,6 +201,7 @@ impl App {
             tl_vcpu: 0,
             tl_cursor: 0,
             tl_zoom: Vec::new(),
+            tl_by_module: false,
             window: Slot::Idle,
             pages: Slot::Idle,
             page_list: ListState::default(),
@@ -308,6 +313,9 @@ impl App {
             }
             Action::ZoomIn if self.view == View::Timeline => return self.zoom_in(),
             Action::ZoomOut if self.view == View::Timeline => return self.zoom_out(),
+            Action::ToggleAxis if self.view == View::Timeline => {
+                self.tl_by_module = !self.tl_by_module
+            }
             Action::Enter => return self.enter(),
             Action::ToggleSort if self.view == View::Hot => {
                 self.sort = match self.sort {

@@ -181,8 +181,9 @@ pub fn syscalls(trace: &Trace) -> Result<Vec<Call>> {
 }
 
 /// Execution over time of one vCPU: its `seq` cut into equal buckets,
-/// with the instructions run in each, and a heat map of where (the
-/// executed blocks ranked by address, cut into bands) against when.
+/// with the instructions run in each, and two heat maps of where against
+/// when: by address (the executed blocks ranked by address, cut into
+/// bands of equal counts) and by module.
 #[derive(Clone, Debug, Default)]
 pub struct Timeline {
     pub vcpu: u32,
@@ -194,6 +195,11 @@ pub struct Timeline {
     pub heat: Vec<Vec<u64>>,
     /// The lowest address of each band.
     pub band_pc: Vec<u64>,
+    /// `module_heat[m][bucket]`: block executions in module `m`.
+    pub module_heat: Vec<Vec<u64>>,
+    /// Each module's name, in order of address (the last, `other`, takes
+    /// what no band is left for).
+    pub modules: Vec<String>,
 }
 
 /// Time buckets of a timeline.
@@ -239,15 +245,46 @@ pub fn timeline(
         }
         band_of[id as usize] = (i / per_band) as u8;
     }
+    // Modules: in order of their lowest executed block, at most BANDS.
+    let mut first_pc: HashMap<&str, u64> = HashMap::new();
+    for h in &summary.hot {
+        let e = first_pc.entry(h.module.as_str()).or_insert(h.pc);
+        *e = (*e).min(h.pc);
+    }
+    let mut modules: Vec<(&str, u64)> = first_pc.into_iter().collect();
+    modules.sort_by_key(|&(name, pc)| (pc, name));
+    if modules.len() > BANDS {
+        modules.truncate(BANDS - 1);
+        modules.push(("other", u64::MAX));
+    }
+    let module_index: HashMap<&str, u8> = modules
+        .iter()
+        .enumerate()
+        .map(|(i, &(m, _))| (m, i as u8))
+        .collect();
+    let mut module_of = vec![u8::MAX; max_id + 1];
+    for h in &summary.hot {
+        module_of[h.id as usize] = module_index
+            .get(h.module.as_str())
+            .copied()
+            .unwrap_or((modules.len() - 1) as u8);
+    }
     let insns_of: Vec<u32> = (0..=max_id as u32)
         .map(|id| summary.dict.get(&id).map_or(0, |b| b.insns.len() as u32))
         .collect();
     let bands = band_pc.len();
-    let empty = || (vec![0u64; BUCKETS], vec![vec![0u64; BUCKETS]; bands]);
-    let (insns, heat) = blocks.scan(
+    let n_modules = modules.len();
+    let empty = || {
+        (
+            vec![0u64; BUCKETS],
+            vec![vec![0u64; BUCKETS]; bands],
+            vec![vec![0u64; BUCKETS]; n_modules],
+        )
+    };
+    let (insns, heat, module_heat) = blocks.scan(
         Some(seqs.clone()),
         empty,
-        |(insns, heat), run| {
+        |(insns, heat, module_heat), run| {
             for (i, &id) in run.ids.iter().enumerate() {
                 let t = ((run.first_seq + i as u64 - seqs.start) as u128 * BUCKETS as u128
                     / span as u128) as usize;
@@ -259,18 +296,27 @@ pub fn timeline(
                         heat[b as usize][t] += 1;
                     }
                 }
+                if let Some(&m) = module_of.get(id) {
+                    if (m as usize) < n_modules {
+                        module_heat[m as usize][t] += 1;
+                    }
+                }
             }
         },
-        |(mut ia, mut ha), (ib, hb)| {
+        |(mut ia, mut ha, mut ma), (ib, hb, mb)| {
             for (a, b) in ia.iter_mut().zip(ib) {
                 *a += b;
             }
-            for (ra, rb) in ha.iter_mut().zip(hb) {
+            for (ra, rb) in ha
+                .iter_mut()
+                .chain(ma.iter_mut())
+                .zip(hb.into_iter().chain(mb))
+            {
                 for (a, b) in ra.iter_mut().zip(rb) {
                     *a += b;
                 }
             }
-            (ia, ha)
+            (ia, ha, ma)
         },
     )?;
     Ok(Timeline {
@@ -279,6 +325,17 @@ pub fn timeline(
         insns,
         heat,
         band_pc,
+        module_heat,
+        modules: modules
+            .into_iter()
+            .map(|(m, _)| {
+                if m.is_empty() {
+                    "(no module)".to_string()
+                } else {
+                    m.to_string()
+                }
+            })
+            .collect(),
     })
 }
 

@@ -57,6 +57,7 @@ fn key_action(key: &KeyEvent, searching: bool) -> Option<Action> {
         KeyCode::Char('-') | KeyCode::Char('Z') => Action::ZoomOut,
         KeyCode::Enter => Action::Enter,
         KeyCode::Char('s') => Action::ToggleSort,
+        KeyCode::Char('m') => Action::ToggleAxis,
         KeyCode::Char('/') => Action::Search,
         KeyCode::Esc => Action::Cancel,
         _ => return None,

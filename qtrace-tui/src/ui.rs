@@ -324,27 +324,38 @@ fn timeline(f: &mut Frame, app: &App, area: Rect) {
     .areas(area);
     let cursor = bucket_range(&t.seqs, app.tl_cursor);
     let title = format!(
-        "Timeline vCPU {} · seq {}..{} · cursor {}..{} · ←→ move, +/- zoom, Enter blocks",
+        "Timeline vCPU {} · seq {}..{} · cursor {}..{} · ←→ +/- m Enter",
         t.vcpu, t.seqs.start, t.seqs.end, cursor.start, cursor.end
     );
+    // Rows: address bands, or modules (`m`).
+    let (heat, labels): (&[Vec<u64>], Vec<String>) = if app.tl_by_module {
+        let names = t
+            .modules
+            .iter()
+            .map(|m| m.chars().take(14).collect())
+            .collect();
+        (&t.module_heat, names)
+    } else {
+        (
+            &t.heat,
+            t.band_pc.iter().map(|pc| format!("{pc:#x}")).collect(),
+        )
+    };
     let inner_w = map.width.saturating_sub(2 + 15) as usize;
     let cols = inner_w.clamp(1, BUCKETS);
-    let max = t.heat.iter().flatten().copied().max().unwrap_or(0).max(1);
+    let max = heat.iter().flatten().copied().max().unwrap_or(0).max(1);
     let cursor_col = app.tl_cursor * cols / BUCKETS;
     let rows_shown = map.height.saturating_sub(2) as usize;
-    let bands = t.heat.len();
+    let bands = heat.len();
     let mut lines = Vec::new();
     // The top row is the highest address, as on a memory map.
     for r in 0..rows_shown.min(bands) {
         let band = bands - 1 - r * bands / rows_shown.min(bands).max(1);
-        let mut spans = vec![Span::raw(format!(
-            "{:>14} ",
-            format!("{:#x}", t.band_pc[band])
-        ))];
+        let mut spans = vec![Span::raw(format!("{:>14} ", labels[band]))];
         for c in 0..cols {
             let from = c * BUCKETS / cols;
             let to = ((c + 1) * BUCKETS / cols).max(from + 1);
-            let n: u64 = t.heat[band][from..to].iter().sum();
+            let n: u64 = heat[band][from..to].iter().sum();
             let level = shade(n, max * (to - from) as u64);
             let mut style = Style::new().fg(heat_colour(level));
             if c == cursor_col {
@@ -656,6 +667,7 @@ fn help(f: &mut Frame, app: &App) {
         View::Timeline => &[
             "h l, ← →  move the cursor in time",
             "+ / -  zoom in around the cursor / back out",
+            "m  rows by module / by address band",
             "Enter  the blocks executed at the cursor",
         ],
         View::Syscalls => &[

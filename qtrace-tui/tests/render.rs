@@ -120,6 +120,8 @@ fn timeline() -> Timeline {
             .collect(),
         heat,
         band_pc: vec![0x401000, 0x401100, 0x401200],
+        module_heat: vec![(0..BUCKETS as u64).map(|t| 60 + t % 2).collect()],
+        modules: vec!["hotloop".into()],
     }
 }
 
@@ -240,6 +242,9 @@ fn timeline_heat_map_and_zoom() {
     let mut app = loaded_app();
     press(&mut app, "3");
     insta::assert_snapshot!("timeline_80x24", screen(&app, 80, 24));
+    press(&mut app, "m");
+    insta::assert_snapshot!("timeline_by_module", screen(&app, 80, 24));
+    press(&mut app, "m");
     let requests = press(&mut app, "llll+");
     assert_eq!(requests.len(), 1, "{requests:?}");
     assert!(matches!(
