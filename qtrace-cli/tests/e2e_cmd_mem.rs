@@ -8,7 +8,6 @@ mod common;
 mod e2e_support;
 
 use std::path::Path;
-use std::process::Command;
 
 use e2e_support::*;
 use serde_json::Value;
@@ -189,20 +188,6 @@ fn skipped(stderr: &str) -> u64 {
     let words: Vec<&str> = line.split_whitespace().collect();
     let at = words.iter().position(|w| *w == "skipped").unwrap();
     words[at - 1].parse().unwrap()
-}
-
-/// The address of a symbol of a static sample, from its symbol table.
-fn symbol(prog: &Path, name: &str) -> u64 {
-    let out = Command::new("nm").arg(prog).output().unwrap();
-    assert!(out.status.success(), "nm {}", prog.display());
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .find_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            (f.len() == 3 && f[2] == name).then(|| u64::from_str_radix(f[0], 16).unwrap())
-        })
-        .unwrap_or_else(|| panic!("no symbol {name} in {}", prog.display()))
 }
 
 /// Queues `mem at SPAN` (all, stores or loads) against DuckDB; returns

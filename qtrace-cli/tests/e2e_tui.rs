@@ -10,7 +10,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use e2e_support::{record, sample, top_blocks};
+use e2e_support::{qtrace_rows, record, sample, symbol, top_blocks};
 
 /// A tmux session running one command, killed when dropped.
 struct Tmux {
@@ -163,15 +163,89 @@ fn compares_two_runs_side_by_side() {
     tmux.keys(&["6"]);
     // The count changes and the first divergence, as `qtrace diff` says.
     let s = tmux.wait_for("the runs part at seq");
-    let first = Command::new(common::qtrace_exe())
-        .args(["diff", a.to_str().unwrap(), b.to_str().unwrap(), "--first"])
-        .output()
-        .unwrap();
-    let report = String::from_utf8_lossy(&first.stdout);
-    let headline = report.lines().next().unwrap();
-    let part = &headline[headline.find("the runs part").unwrap()..];
-    assert!(s.contains(&part[..part.len().min(60)]), "{part}\n{s}");
+    let first = qtrace_rows(&["diff", a.to_str().unwrap(), b.to_str().unwrap(), "--first"]);
+    let seq = first[0]["seq"].as_u64().expect("the runs part");
+    assert!(
+        s.contains(&format!(
+            "the runs part at seq {seq} ({}",
+            first[0]["how"].as_str().unwrap()
+        )),
+        "{s}"
+    );
     assert!(s.contains("changed"), "{s}");
+    // Side by side: each side's first block after the point, in its own
+    // column (A left, B right), or the end of its stream.
+    for (side, left) in [("a", true), ("b", false)] {
+        let shown = match first[0][side]["address"].as_str() {
+            Some(addr) => format!("{seq} {addr}"),
+            None => "(its stream ends here)".to_string(),
+        };
+        let row = s
+            .lines()
+            .find(|l| l.contains(&shown))
+            .unwrap_or_else(|| panic!("{shown} not shown:\n{s}"));
+        let at = row.find(&shown).unwrap();
+        assert_eq!(
+            at < row.len() / 2,
+            left,
+            "{shown} in the wrong column:\n{s}"
+        );
+    }
+    // The explanation the command gives, under both.
+    if let Some(why) = first[0]["explanation"][0].as_str() {
+        assert!(s.contains(&why[..why.len().min(40)]), "{why}\n{s}");
+    }
     tmux.keys(&["q"]);
+    assert!(tmux.wait_for("EXITED=").contains("EXITED=0"));
+}
+
+#[test]
+fn follows_an_address_and_its_values() {
+    let Some(prog) = sample("x86_64", "memcounter") else {
+        panic!("samples not built: run make -C samples");
+    };
+    let n = 1000u64;
+    let (_dir, trace) = record(&[prog.to_str().unwrap(), &n.to_string()], &["mem=values"]);
+    let counter = symbol(&prog, "counter");
+    let at = qtrace_rows(&[
+        "mem",
+        "at",
+        trace.to_str().unwrap(),
+        &format!("{counter:#x}"),
+    ]);
+    assert!(at.len() as u64 > n, "{} accesses", at.len());
+
+    let tmux = Tmux::start(&qtrace_tui(&trace), 100, 30);
+    tmux.wait_for("1 Overview");
+    tmux.keys(&["5"]);
+    tmux.wait_for("Hot pages");
+    // `/` and an address: every access to it, as `qtrace mem at` lists them.
+    tmux.keys(&["/", &format!("{counter:#x}"), "Enter"]);
+    let s = tmux.wait_for("accesses · Esc: back");
+    // Shown with thousands separators.
+    let digits = at.len().to_string();
+    let grouped: String = digits
+        .chars()
+        .enumerate()
+        .flat_map(|(i, c)| {
+            let sep = i > 0 && (digits.len() - i) % 3 == 0;
+            sep.then_some(',').into_iter().chain([c])
+        })
+        .collect();
+    assert!(
+        s.contains(&format!("{grouped} accesses · Esc")),
+        "{} accesses expected:\n{s}",
+        at.len()
+    );
+    let first_value = at[0]["value"].as_str().unwrap();
+    let first_seq = at[0]["seq"].as_u64().unwrap();
+    assert!(
+        s.lines()
+            .any(|l| l.contains(&format!("0:{first_seq} ")) && l.contains(first_value)),
+        "first access (seq {first_seq}, {first_value}) not listed:\n{s}"
+    );
+    // The chart's value axis ends at the largest value: the count, n.
+    assert!(s.contains(&format!("{n:#x}")), "{s}");
+    tmux.keys(&["Escape", "q"]);
     assert!(tmux.wait_for("EXITED=").contains("EXITED=0"));
 }

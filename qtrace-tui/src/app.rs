@@ -65,6 +65,10 @@ pub enum Action {
     ZoomOut,
     /// The timeline's vertical axis: address bands or modules.
     ToggleAxis,
+    /// The next vCPU (timeline, first divergence).
+    NextVcpu,
+    /// The Diff view's first divergence at full height, or with the counts.
+    ToggleFull,
     Enter,
     ToggleSort,
     Help,
@@ -86,10 +90,22 @@ pub enum Action {
 pub enum Request {
     Summary,
     Syscalls,
-    Timeline { vcpu: u32, seqs: Option<Range<u64>> },
-    WindowBlocks { vcpu: u32, seqs: Range<u64> },
+    Timeline {
+        vcpu: u32,
+        seqs: Option<Range<u64>>,
+    },
+    WindowBlocks {
+        vcpu: u32,
+        seqs: Range<u64>,
+    },
     HotPages,
-    PageAccesses { page: u64 },
+    PageAccesses {
+        page: u64,
+    },
+    /// The accesses that touch `addrs` (one address, its size).
+    AddrAccesses {
+        addrs: Range<u64>,
+    },
     Diff,
 }
 
@@ -101,7 +117,8 @@ pub enum Loaded {
     Timeline(Result<Timeline, String>),
     WindowBlocks(Result<Vec<HotBlock>, String>),
     HotPages(Result<Vec<HotPage>, String>),
-    PageAccesses(u64, Result<Vec<Access>, String>),
+    PageAccesses(Result<Vec<Access>, String>),
+    AddrAccesses(Range<u64>, Result<Vec<Access>, String>),
     Diff(Result<Comparison, String>),
 }
 
@@ -121,6 +138,17 @@ impl ListState {
         let next = self.selected as isize + delta;
         self.selected = next.clamp(0, len as isize - 1) as usize;
     }
+}
+
+/// Which of the Memory view's lists keys move.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MemFocus {
+    /// The hot pages.
+    Pages,
+    /// The selected page's accesses.
+    Page,
+    /// The accesses to one address, with its values over time.
+    Address,
 }
 
 /// Hot blocks ranked by executions or by instructions.
@@ -175,9 +203,20 @@ pub struct App {
     pub window: Slot<Vec<HotBlock>>,
     pub pages: Slot<Vec<HotPage>>,
     pub page_list: ListState,
+    /// The selected page's accesses, and the cursor in them.
     pub accesses: Slot<Vec<Access>>,
+    pub access_list: ListState,
+    /// The address followed, its accesses, and the cursor in them.
+    pub followed: Option<u64>,
+    pub addr_accesses: Slot<Vec<Access>>,
+    pub addr_list: ListState,
+    pub mem_focus: MemFocus,
     pub diff: Slot<Comparison>,
     pub diff_list: ListState,
+    /// Which vCPU's first divergence is shown.
+    pub diff_vcpu: usize,
+    /// The first divergence fills the view.
+    pub diff_full: bool,
     /// Typing a filter.
     pub searching: bool,
     pub help: bool,
@@ -206,8 +245,15 @@ impl App {
             pages: Slot::Idle,
             page_list: ListState::default(),
             accesses: Slot::Idle,
+            access_list: ListState::default(),
+            followed: None,
+            addr_accesses: Slot::Idle,
+            addr_list: ListState::default(),
+            mem_focus: MemFocus::Pages,
             diff: Slot::Idle,
             diff_list: ListState::default(),
+            diff_vcpu: 0,
+            diff_full: false,
             searching: false,
             help: false,
             status: String::new(),
@@ -260,7 +306,11 @@ impl App {
         match self.view {
             View::Hot => self.hot_rows().len(),
             View::Syscalls => self.call_rows().len(),
-            View::Memory => self.pages.ready().map_or(0, Vec::len),
+            View::Memory => match self.mem_focus {
+                MemFocus::Pages => self.pages.ready().map_or(0, Vec::len),
+                MemFocus::Page => self.accesses.ready().map_or(0, Vec::len),
+                MemFocus::Address => self.addr_accesses.ready().map_or(0, Vec::len),
+            },
             View::Diff => self.diff.ready().map_or(0, |d| d.rows.len()),
             _ => 0,
         }
@@ -270,7 +320,11 @@ impl App {
         match self.view {
             View::Hot => Some(&mut self.hot),
             View::Syscalls => Some(&mut self.calls),
-            View::Memory => Some(&mut self.page_list),
+            View::Memory => Some(match self.mem_focus {
+                MemFocus::Pages => &mut self.page_list,
+                MemFocus::Page => &mut self.access_list,
+                MemFocus::Address => &mut self.addr_list,
+            }),
             View::Diff => Some(&mut self.diff_list),
             _ => None,
         }
@@ -316,6 +370,12 @@ impl App {
             Action::ToggleAxis if self.view == View::Timeline => {
                 self.tl_by_module = !self.tl_by_module
             }
+            Action::NextVcpu if self.view == View::Timeline => return self.next_vcpu(),
+            Action::NextVcpu if self.view == View::Diff => {
+                let n = self.diff.ready().map_or(0, |d| d.divergences.len());
+                self.diff_vcpu = (self.diff_vcpu + 1) % n.max(1);
+            }
+            Action::ToggleFull if self.view == View::Diff => self.diff_full = !self.diff_full,
             Action::Enter => return self.enter(),
             Action::ToggleSort if self.view == View::Hot => {
                 self.sort = match self.sort {
@@ -324,7 +384,20 @@ impl App {
                 };
                 self.hot.selected = 0;
             }
+            Action::Search if self.view == View::Memory => {
+                // `/` in Memory: type an address to follow.
+                self.mem_focus = MemFocus::Pages;
+                self.page_list.filter.clear();
+                self.searching = true;
+            }
             Action::Search if self.list().is_some() => self.searching = true,
+            Action::Cancel if self.view == View::Memory => {
+                self.mem_focus = match self.mem_focus {
+                    MemFocus::Address if matches!(self.accesses, Slot::Idle) => MemFocus::Pages,
+                    MemFocus::Address => MemFocus::Page,
+                    _ => MemFocus::Pages,
+                };
+            }
             Action::Cancel => {
                 if let Some(l) = self.list() {
                     l.filter.clear();
@@ -351,6 +424,18 @@ impl App {
     }
 
     fn handle_search(&mut self, action: Action) -> Vec<Request> {
+        if self.view == View::Memory && action == Action::SearchDone {
+            self.searching = false;
+            let typed = std::mem::take(&mut self.page_list.filter);
+            let hex = typed.trim().trim_start_matches("0x");
+            return match u64::from_str_radix(hex, 16) {
+                Ok(addr) => self.follow(addr, 1),
+                Err(_) => {
+                    self.status = format!("not an address: {typed}");
+                    Vec::new()
+                }
+            };
+        }
         let Some(l) = self.list() else {
             self.searching = false;
             return Vec::new();
@@ -429,6 +514,25 @@ impl App {
         }]
     }
 
+    /// The timeline of the next vCPU, whole.
+    fn next_vcpu(&mut self) -> Vec<Request> {
+        let ids: Vec<u32> = self.summary.ready().map_or(Vec::new(), |s| {
+            s.manifest.vcpus.iter().map(|v| v.vcpu).collect()
+        });
+        if ids.len() < 2 {
+            self.status = "this trace has one vCPU".into();
+            return Vec::new();
+        }
+        let at = ids.iter().position(|&v| v == self.tl_vcpu).unwrap_or(0);
+        let vcpu = ids[(at + 1) % ids.len()];
+        self.tl_vcpu = vcpu;
+        self.tl_zoom.clear();
+        self.tl_cursor = 0;
+        self.timeline = Slot::Loading;
+        self.status = format!("vCPU {vcpu}");
+        vec![Request::Timeline { vcpu, seqs: None }]
+    }
+
     fn zoom_out(&mut self) -> Vec<Request> {
         let Some(previous) = self.tl_zoom.pop() else {
             return Vec::new();
@@ -466,20 +570,47 @@ impl App {
                 };
                 self.jump_to(call.vcpu, call.block_seq)
             }
-            View::Memory => {
-                let Some(page) = self
-                    .pages
-                    .ready()
-                    .and_then(|p| p.get(self.page_list.selected))
-                    .map(|p| p.page)
-                else {
-                    return Vec::new();
-                };
-                self.accesses = Slot::Loading;
-                vec![Request::PageAccesses { page }]
-            }
+            View::Memory => match self.mem_focus {
+                MemFocus::Pages => {
+                    let Some(page) = self
+                        .pages
+                        .ready()
+                        .and_then(|p| p.get(self.page_list.selected))
+                        .map(|p| p.page)
+                    else {
+                        return Vec::new();
+                    };
+                    self.accesses = Slot::Loading;
+                    self.access_list = ListState::default();
+                    self.mem_focus = MemFocus::Page;
+                    vec![Request::PageAccesses { page }]
+                }
+                MemFocus::Page => {
+                    let Some((addr, size)) = self
+                        .accesses
+                        .ready()
+                        .and_then(|a| a.get(self.access_list.selected))
+                        .map(|a| (a.addr, a.size))
+                    else {
+                        return Vec::new();
+                    };
+                    self.follow(addr, size)
+                }
+                MemFocus::Address => Vec::new(),
+            },
             _ => Vec::new(),
         }
+    }
+
+    /// Lists every access to `size` bytes at `addr`, with its values.
+    fn follow(&mut self, addr: u64, size: u8) -> Vec<Request> {
+        self.followed = Some(addr);
+        self.addr_accesses = Slot::Loading;
+        self.addr_list = ListState::default();
+        self.mem_focus = MemFocus::Address;
+        vec![Request::AddrAccesses {
+            addrs: addr..addr + u64::from(size.max(1)),
+        }]
     }
 
     /// Shows the timeline around `seq` of `vcpu`.
@@ -526,7 +657,13 @@ impl App {
             }
             Loaded::WindowBlocks(r) => self.window = Slot::from(r),
             Loaded::HotPages(r) => self.pages = Slot::from(r),
-            Loaded::PageAccesses(_, r) => self.accesses = Slot::from(r),
+            Loaded::PageAccesses(r) => self.accesses = Slot::from(r),
+            // Only the address followed now: an earlier one's is stale.
+            Loaded::AddrAccesses(addrs, r) => {
+                if Some(addrs.start) == self.followed {
+                    self.addr_accesses = Slot::from(r)
+                }
+            }
             Loaded::Diff(r) => self.diff = Slot::from(r),
         }
         more

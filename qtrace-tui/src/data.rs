@@ -8,11 +8,13 @@
 //! later.
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::path::Path;
 
 use anyhow::Result;
 use arrow_array::{Array, BooleanArray, UInt64Array};
 use qtrace_format::block_stream::Blocks;
+use qtrace_format::reader::{scan_where, u64_range};
 use qtrace_format::schema::{self, col};
 use qtrace_format::symbols::Resolver;
 use qtrace_format::{scan, BlockInfo, Manifest, Module, Table, Trace};
@@ -395,7 +397,7 @@ pub fn hot_pages(trace: &Trace) -> Result<Vec<HotPage>> {
     Ok(pages)
 }
 
-/// One access to the address the Memory view follows.
+/// One access to the page or address the Memory view shows.
 #[derive(Clone, Debug)]
 pub struct Access {
     pub vcpu: u32,
@@ -407,10 +409,14 @@ pub struct Access {
     pub value: Option<u64>,
 }
 
-/// Every access to the page at `page`, in order per vCPU (at most `limit`).
-pub fn page_accesses(trace: &Trace, page: u64, limit: usize) -> Result<Vec<Access>> {
+/// Every access that touches `addrs`, in order per vCPU (at most
+/// `limit`). Row groups whose `addr` statistics lie outside are skipped
+/// unread.
+pub fn accesses(trace: &Trace, addrs: Range<u64>, limit: usize) -> Result<Vec<Access>> {
     let parts = trace.parts(Table::Mem)?;
-    let mut rows = scan(
+    // An access of up to 8 bytes (16 with value_hi) may start before.
+    let lo = addrs.start.saturating_sub(15);
+    let mut rows = scan_where(
         &parts,
         &[
             col::SEQ,
@@ -420,6 +426,7 @@ pub fn page_accesses(trace: &Trace, page: u64, limit: usize) -> Result<Vec<Acces
             col::STORE,
             col::VALUE,
         ],
+        |_, rg| u64_range(rg, col::ADDR).is_none_or(|(min, max)| max >= lo && min < addrs.end),
         Vec::new,
         |mut acc: Vec<Access>, batch, part| {
             let seq: &UInt64Array = schema::column(batch, col::SEQ)?;
@@ -429,8 +436,13 @@ pub fn page_accesses(trace: &Trace, page: u64, limit: usize) -> Result<Vec<Acces
             let store: &BooleanArray = schema::column(batch, col::STORE)?;
             let value: &UInt64Array = schema::column(batch, col::VALUE)?;
             for i in 0..batch.num_rows() {
+                // A task's rows are one vCPU's, in order: past `limit`,
+                // none can be among the first `limit` of all.
+                if acc.len() >= limit {
+                    break;
+                }
                 let a = addr.value(i);
-                if a / PAGE == page / PAGE {
+                if a < addrs.end && a + u64::from(size.value(i)) > addrs.start {
                     acc.push(Access {
                         vcpu: part.vcpu.unwrap_or(0),
                         seq: seq.value(i),
@@ -446,6 +458,10 @@ pub fn page_accesses(trace: &Trace, page: u64, limit: usize) -> Result<Vec<Acces
         },
         |mut a, b| {
             a.extend(b);
+            if a.len() > 2 * limit {
+                a.sort_by_key(|a| (a.vcpu, a.seq));
+                a.truncate(limit);
+            }
             a
         },
     )?;

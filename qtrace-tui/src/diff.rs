@@ -38,8 +38,49 @@ pub struct Comparison {
     pub rows: Vec<DiffRow>,
     pub only_a: usize,
     pub only_b: usize,
-    /// `qtrace diff --first`'s report, line by line.
-    pub divergence: Vec<String>,
+    /// `qtrace diff --first`'s reports, one per vCPU.
+    pub divergences: Vec<Divergence>,
+}
+
+/// Where one vCPU's two executions part (`qtrace diff --first`).
+#[derive(Clone, Debug, Default)]
+pub struct Divergence {
+    pub vcpu: u64,
+    /// The first block that differs, or none when the runs are the same.
+    pub seq: Option<u64>,
+    /// `blocks differ`, `A ends`, `B ends` or `same`.
+    pub how: String,
+    pub tid_a: Option<u64>,
+    pub tid_b: Option<u64>,
+    pub events_a: u64,
+    pub events_b: u64,
+    /// The last blocks both runs executed, oldest first.
+    pub common: Vec<Common>,
+    /// The first block of each side at the point (none: its stream ends).
+    pub a: Option<Step>,
+    pub b: Option<Step>,
+    /// What explains it, as the command prints it.
+    pub explanation: Vec<String>,
+}
+
+/// A block both runs executed at the same point.
+#[derive(Clone, Debug, Default)]
+pub struct Common {
+    pub seq: u64,
+    pub addr_a: Option<u64>,
+    pub addr_b: Option<u64>,
+    pub symbol: String,
+}
+
+/// One side's first block after the runs part, with its disassembly.
+#[derive(Clone, Debug, Default)]
+pub struct Step {
+    pub seq: u64,
+    pub addr: Option<u64>,
+    pub symbol: String,
+    pub place: String,
+    /// Address and disassembly of each instruction.
+    pub insns: Vec<(u64, String)>,
 }
 
 /// Runs `qtrace diff` on the two traces, twice (counts, then `--first`).
@@ -54,10 +95,7 @@ pub fn compare(a: &Path, b: &Path) -> Result<Comparison> {
     let mut c = Comparison::default();
     for r in counts.as_array().map(Vec::as_slice).unwrap_or_default() {
         let status = r["status"].as_str().unwrap_or_default().to_string();
-        let addr = |k: &str| {
-            r[k].as_str()
-                .and_then(|s| u64::from_str_radix(s.trim_start_matches("0x"), 16).ok())
-        };
+        let addr = |k: &str| hex(&r[k]);
         match status.as_str() {
             "only-a" => c.only_a += 1,
             "only-b" => c.only_b += 1,
@@ -72,10 +110,76 @@ pub fn compare(a: &Path, b: &Path) -> Result<Comparison> {
             status,
         });
     }
-    let first = diff(&["--first"])?;
-    c.divergence = String::from_utf8_lossy(&first)
-        .lines()
-        .map(str::to_string)
+    let first: Value = serde_json::from_slice(&diff(&["--first", "--format", "json"])?)
+        .context("qtrace diff --first printed no JSON")?;
+    c.divergences = first
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .map(divergence)
         .collect();
     Ok(c)
+}
+
+fn hex(v: &Value) -> Option<u64> {
+    v.as_str()
+        .and_then(|s| u64::from_str_radix(s.trim_start_matches("0x"), 16).ok())
+}
+
+fn text(v: &Value) -> String {
+    v.as_str().unwrap_or_default().to_string()
+}
+
+fn step(v: &Value) -> Option<Step> {
+    v.is_object().then(|| Step {
+        seq: v["seq"].as_u64().unwrap_or(0),
+        addr: hex(&v["address"]),
+        symbol: text(&v["symbol"]),
+        place: text(&v["place"]),
+        insns: v["insns"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .map(|i| (hex(&i["addr"]).unwrap_or(0), text(&i["disas"])))
+            .collect(),
+    })
+}
+
+fn divergence(v: &Value) -> Divergence {
+    Divergence {
+        vcpu: v["vcpu"].as_u64().unwrap_or(0),
+        seq: v["seq"].as_u64(),
+        how: text(&v["how"]),
+        tid_a: v["tid_a"].as_u64(),
+        tid_b: v["tid_b"].as_u64(),
+        events_a: v["events_a"].as_u64().unwrap_or(0),
+        events_b: v["events_b"].as_u64().unwrap_or(0),
+        common: v["common"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .map(|c| {
+                let addr_a = hex(&c["address"]);
+                Common {
+                    seq: c["seq"].as_u64().unwrap_or(0),
+                    addr_a,
+                    // Absent when both runs have the block at one address.
+                    addr_b: hex(&c["address_b"]).or(addr_a),
+                    symbol: text(&c["symbol"]),
+                }
+            })
+            .collect(),
+        a: step(&v["a"]),
+        b: step(&v["b"]),
+        explanation: v["explanation"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .map(text)
+            .collect(),
+    }
 }

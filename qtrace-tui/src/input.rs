@@ -58,6 +58,8 @@ fn key_action(key: &KeyEvent, searching: bool) -> Option<Action> {
         KeyCode::Enter => Action::Enter,
         KeyCode::Char('s') => Action::ToggleSort,
         KeyCode::Char('m') => Action::ToggleAxis,
+        KeyCode::Char('v') => Action::NextVcpu,
+        KeyCode::Char('f') => Action::ToggleFull,
         KeyCode::Char('/') => Action::Search,
         KeyCode::Esc => Action::Cancel,
         _ => return None,

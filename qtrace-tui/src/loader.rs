@@ -14,6 +14,9 @@ use crate::app::{Loaded, Request};
 use crate::data::{self, HotBlock, Summary};
 use crate::diff;
 
+/// The most accesses to a page or an address listed.
+pub const ACCESSES: usize = 10_000;
+
 /// The traces the interface shows.
 pub struct Traces {
     pub a: Trace,
@@ -49,8 +52,12 @@ pub fn serve(traces: Arc<Traces>, requests: Receiver<Request>, results: Sender<L
                 Loaded::HotPages(data::hot_pages(&traces.a).map_err(|e| format!("{e:#}")))
             }
             Request::PageAccesses { page } => Loaded::PageAccesses(
-                page,
-                data::page_accesses(&traces.a, page, 10_000).map_err(|e| format!("{e:#}")),
+                data::accesses(&traces.a, page..page + data::PAGE, ACCESSES)
+                    .map_err(|e| format!("{e:#}")),
+            ),
+            Request::AddrAccesses { addrs } => Loaded::AddrAccesses(
+                addrs.clone(),
+                data::accesses(&traces.a, addrs, ACCESSES).map_err(|e| format!("{e:#}")),
             ),
             Request::Diff => Loaded::Diff(compare(&traces).map_err(|e| format!("{e:#}"))),
         };

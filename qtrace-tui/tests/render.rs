@@ -8,8 +8,9 @@ use std::sync::Arc;
 use crossterm::event::{Event, KeyCode, KeyEvent, KeyModifiers};
 use qtrace_format::manifest::{RunEnd, ThreadTotals};
 use qtrace_format::{BlockInfo, InsnInfo, Manifest, VcpuTotals};
-use qtrace_tui::app::{App, Loaded, Request};
-use qtrace_tui::data::{Call, HotBlock, HotPage, Summary, Timeline, BANDS, BUCKETS};
+use qtrace_tui::app::{App, Loaded, MemFocus, Request};
+use qtrace_tui::data::{Access, Call, HotBlock, HotPage, Summary, Timeline, BANDS, BUCKETS};
+use qtrace_tui::diff::{Common, Comparison, DiffRow, Divergence, Step};
 use qtrace_tui::{input, ui};
 use ratatui::backend::TestBackend;
 use ratatui::Terminal;
@@ -289,5 +290,165 @@ fn loading_and_failures_are_shown_not_hidden() {
     assert!(
         s.contains("cannot show this: run.parquet: not a qtrace trace"),
         "{s}"
+    );
+}
+
+fn access(seq: u64, addr: u64, store: bool, value: u64) -> Access {
+    Access {
+        vcpu: 0,
+        seq,
+        block_seq: seq / 3,
+        addr,
+        size: 4,
+        store,
+        value: Some(value),
+    }
+}
+
+#[test]
+fn memory_follows_an_address_over_time() {
+    let mut app = loaded_app();
+    press(&mut app, "5");
+    // Enter on a page asks for its accesses, and the keys move to them.
+    let requests = press(&mut app, "\n");
+    assert_eq!(requests, vec![Request::PageAccesses { page: 0x4a0000 }]);
+    let page: Vec<Access> = (0..12)
+        .map(|i| access(i * 10, 0x4a0010 + 4 * (i % 2), i % 3 == 0, i))
+        .collect();
+    app.loaded(Loaded::PageAccesses(Ok(page.clone())));
+    // Enter on the second access follows its address (4 bytes).
+    let requests = press(&mut app, "j\n");
+    assert_eq!(
+        requests,
+        vec![Request::AddrAccesses {
+            addrs: 0x4a0014..0x4a0018
+        }]
+    );
+    let followed: Vec<Access> = page.into_iter().filter(|a| a.addr == 0x4a0014).collect();
+    // A stale answer, for another address, is dropped.
+    app.loaded(Loaded::AddrAccesses(0x10..0x14, Ok(Vec::new())));
+    app.loaded(Loaded::AddrAccesses(0x4a0014..0x4a0018, Ok(followed)));
+    insta::assert_snapshot!("memory_address_80x24", screen(&app, 80, 24));
+    // Esc steps back to the page's accesses, then to the pages.
+    press(&mut app, "\x1b");
+    assert!(screen(&app, 80, 24).contains("Accesses in order (12)"));
+    press(&mut app, "\x1b");
+    assert_eq!(app.mem_focus, MemFocus::Pages);
+    // `/` takes an address to follow.
+    let requests = press(&mut app, "/0x4a0010\n");
+    assert_eq!(
+        requests,
+        vec![Request::AddrAccesses {
+            addrs: 0x4a0010..0x4a0011
+        }]
+    );
+    assert!(press(&mut app, "/zz\n").is_empty());
+    assert!(app.status.contains("not an address: zz"), "{}", app.status);
+}
+
+fn comparison() -> Comparison {
+    let step = |seq, addr, symbol: &str, insns: &[(u64, &str)]| Step {
+        seq,
+        addr: Some(addr),
+        symbol: symbol.into(),
+        place: format!("branchy+{:#x}", addr - 0x400000),
+        insns: insns.iter().map(|(a, d)| (*a, d.to_string())).collect(),
+    };
+    Comparison {
+        rows: vec![
+            DiffRow {
+                status: "only-a".into(),
+                symbol: "path_a".into(),
+                module: "branchy".into(),
+                pc: 0x401200,
+                execs_a: 1,
+                execs_b: 0,
+            },
+            DiffRow {
+                status: "only-b".into(),
+                symbol: "path_b".into(),
+                module: "branchy".into(),
+                pc: 0x401300,
+                execs_a: 0,
+                execs_b: 1,
+            },
+        ],
+        only_a: 1,
+        only_b: 1,
+        divergences: vec![Divergence {
+            vcpu: 0,
+            seq: Some(4711),
+            how: "blocks differ".into(),
+            tid_a: Some(100),
+            tid_b: Some(200),
+            events_a: 9000,
+            events_b: 9001,
+            common: (4708..4711)
+                .map(|s| Common {
+                    seq: s,
+                    addr_a: Some(0x401100 + s - 4708),
+                    addr_b: Some(0x401100 + s - 4708),
+                    symbol: "decide".into(),
+                })
+                .collect(),
+            a: Some(step(
+                4711,
+                0x401200,
+                "path_a",
+                &[(0x401200, "mov $1, %eax"), (0x401205, "ret")],
+            )),
+            b: Some(step(4711, 0x401300, "path_b", &[(0x401300, "mov $2, %eax")])),
+            explanation: vec![
+                "system call read (A's call 3, B's 3; made at block seq 4000): data differ: A \"a\", B \"b\"".into(),
+            ],
+        }],
+    }
+}
+
+#[test]
+fn diff_shows_both_sides_of_the_first_divergence() {
+    let (mut app, _) = App::new("a.parquet".into(), Some("b.parquet".into()));
+    app.loaded(Loaded::Summary(Ok(summary())));
+    let requests = press(&mut app, "6");
+    assert_eq!(requests, vec![Request::Diff]);
+    app.loaded(Loaded::Diff(Ok(comparison())));
+    insta::assert_snapshot!("diff_80x24", screen(&app, 80, 24));
+    press(&mut app, "f");
+    insta::assert_snapshot!("diff_full_120x30", screen(&app, 120, 30));
+}
+
+#[test]
+fn the_timeline_moves_to_the_next_vcpu() {
+    let mut app = loaded_app();
+    assert!(press(&mut app, "3v").is_empty());
+    assert!(app.status.contains("one vCPU"), "{}", app.status);
+    // With a second vCPU, `v` loads its whole timeline, then wraps round.
+    let one = summary();
+    let mut manifest = one.manifest.clone();
+    let mut second = manifest.vcpus[0].clone();
+    second.vcpu = 1;
+    manifest.vcpus.push(second);
+    let two = Summary {
+        manifest,
+        hot: one.hot.clone(),
+        dict: one.dict.clone(),
+        exact: true,
+    };
+    let (mut app, _) = App::new("run.parquet".into(), None);
+    app.loaded(Loaded::Summary(Ok(Arc::new(two))));
+    app.loaded(Loaded::Timeline(Ok(timeline())));
+    assert_eq!(
+        press(&mut app, "3v"),
+        vec![Request::Timeline {
+            vcpu: 1,
+            seqs: None
+        }]
+    );
+    assert_eq!(
+        press(&mut app, "v"),
+        vec![Request::Timeline {
+            vcpu: 0,
+            seqs: None
+        }]
     );
 }

@@ -379,6 +379,9 @@ fn describe(
     json["a"] = at_a.clone().unwrap_or(Value::Null);
     json["b"] = at_b.clone().unwrap_or(Value::Null);
     json["explained_by"] = explanation.to_json();
+    // The same explanation as the table prints it, for readers that show
+    // it rather than take it apart (the interface's Diff view).
+    json["explanation"] = json!(explanation.lines());
 
     let text = text_report(f, d, how, &json, &common, &explanation);
     let last_common = common.last();

@@ -927,3 +927,17 @@ pub fn signal_name(signal: i32) -> &'static str {
         _ => panic!("no name for signal {signal}"),
     }
 }
+
+/// The address of a symbol of a static sample, from its symbol table.
+pub fn symbol(prog: &Path, name: &str) -> u64 {
+    let out = Command::new("nm").arg(prog).output().unwrap();
+    assert!(out.status.success(), "nm {}", prog.display());
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() == 3 && f[2] == name).then(|| u64::from_str_radix(f[0], 16).unwrap())
+        })
+        .unwrap_or_else(|| panic!("no symbol {name} in {}", prog.display()))
+}

@@ -13,6 +13,9 @@ use ratatui::Frame;
 use crate::app::{bucket_range, App, Slot, SortBy, View};
 use crate::data::{HotBlock, BUCKETS};
 
+mod diff;
+mod memory;
+
 /// Where the first row of a view's list is on screen (tabs, border,
 /// header), for mouse clicks.
 pub const LIST_TOP: u16 = 3;
@@ -30,8 +33,8 @@ pub fn draw(f: &mut Frame, app: &App) {
         View::Hot => hot(f, app, body),
         View::Timeline => timeline(f, app, body),
         View::Syscalls => syscalls(f, app, body),
-        View::Memory => memory(f, app, body),
-        View::Diff => diff(f, app, body),
+        View::Memory => memory::draw(f, app, body),
+        View::Diff => diff::draw(f, app, body),
     }
     draw_status(f, app, status);
     if app.help {
@@ -85,12 +88,12 @@ fn draw_status(f: &mut Frame, app: &App, area: Rect) {
 }
 
 /// A bordered block titled with the view and what it shows.
-fn frame(title: String) -> Block<'static> {
+pub(super) fn frame(title: String) -> Block<'static> {
     Block::default().borders(Borders::ALL).title(title)
 }
 
 /// What a view shows while its data is not there.
-fn placeholder<T>(f: &mut Frame, slot: &Slot<T>, area: Rect, title: &str) -> bool {
+pub(super) fn placeholder<T>(f: &mut Frame, slot: &Slot<T>, area: Rect, title: &str) -> bool {
     let text = match slot {
         Slot::Ready(_) => return false,
         Slot::Idle | Slot::Loading => "loading…".to_string(),
@@ -416,11 +419,11 @@ fn resample(values: &[u64], width: usize) -> Vec<u64> {
         .collect()
 }
 
-const SHADES: [char; 5] = [' ', '░', '▒', '▓', '█'];
+pub(super) const SHADES: [char; 5] = [' ', '░', '▒', '▓', '█'];
 
 /// 0..=4: how hot `n` is against `max`, on a log scale (a loop runs
 /// millions of times more than the code around it).
-fn shade(n: u64, max: u64) -> usize {
+pub(super) fn shade(n: u64, max: u64) -> usize {
     if n == 0 {
         return 0;
     }
@@ -428,7 +431,7 @@ fn shade(n: u64, max: u64) -> usize {
     1 + ((f * 3.999) as usize).min(3)
 }
 
-fn heat_colour(level: usize) -> Color {
+pub(super) fn heat_colour(level: usize) -> Color {
     [
         Color::Reset,
         Color::Blue,
@@ -479,174 +482,7 @@ fn syscalls(f: &mut Frame, app: &App, area: Rect) {
     f.render_stateful_widget(table, area, &mut state);
 }
 
-fn memory(f: &mut Frame, app: &App, area: Rect) {
-    if placeholder(f, &app.pages, area, "Memory") {
-        return;
-    }
-    let Some(pages) = app.pages.ready() else {
-        return;
-    };
-    if pages.is_empty() {
-        f.render_widget(
-            Paragraph::new("This trace has no memory accesses: record with -O mem=values.")
-                .block(frame("Memory".into())),
-            area,
-        );
-        return;
-    }
-    let [left, right] =
-        Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(area);
-    let max = pages
-        .iter()
-        .map(|p| p.loads + p.stores)
-        .max()
-        .unwrap_or(1)
-        .max(1);
-    let body: Vec<Row> = pages
-        .iter()
-        .map(|p| {
-            let n = p.loads + p.stores;
-            let level = shade(n, max);
-            Row::new(vec![
-                Cell::from(format!("{:#x}", p.page)),
-                Cell::from(group(p.loads)),
-                Cell::from(group(p.stores)),
-                Cell::from(SHADES[level].to_string().repeat(4))
-                    .style(Style::new().fg(heat_colour(level))),
-            ])
-        })
-        .collect();
-    let table = Table::new(
-        body,
-        [
-            Constraint::Length(14),
-            Constraint::Length(12),
-            Constraint::Length(12),
-            Constraint::Length(4),
-        ],
-    )
-    .header(Row::new(vec!["page", "loads", "stores", "heat"]).style(bold()))
-    .row_highlight_style(Style::new().add_modifier(Modifier::REVERSED))
-    .block(frame(format!(
-        "Hot pages ({}) · Enter: accesses",
-        pages.len()
-    )));
-    let mut state = TableState::default().with_selected(Some(app.page_list.selected));
-    f.render_stateful_widget(table, left, &mut state);
-
-    match &app.accesses {
-        Slot::Ready(rows) => {
-            let body: Vec<Row> = rows
-                .iter()
-                .map(|a| {
-                    Row::new(vec![
-                        Cell::from(format!("{}:{}", a.vcpu, a.seq)),
-                        Cell::from(format!("{:#x}", a.addr)),
-                        Cell::from(format!("{}{}", if a.store { "W" } else { "R" }, a.size)),
-                        Cell::from(a.value.map_or("-".to_string(), |v| format!("{v:#x}"))),
-                    ])
-                })
-                .collect();
-            let table = Table::new(
-                body,
-                [
-                    Constraint::Length(14),
-                    Constraint::Length(14),
-                    Constraint::Length(4),
-                    Constraint::Min(10),
-                ],
-            )
-            .header(Row::new(vec!["vcpu:seq", "address", "op", "value"]).style(bold()))
-            .block(frame(format!("Accesses in order ({})", rows.len())));
-            f.render_widget(table, right);
-        }
-        Slot::Idle => f.render_widget(
-            Paragraph::new("Enter on a page lists its accesses with their values.")
-                .wrap(Wrap { trim: true })
-                .block(frame("Accesses".into())),
-            right,
-        ),
-        other => {
-            placeholder(f, other, right, "Accesses");
-        }
-    }
-}
-
-fn diff(f: &mut Frame, app: &App, area: Rect) {
-    let Some(other) = &app.other_name else {
-        f.render_widget(
-            Paragraph::new("Give two traces to compare them: qtrace-tui A B")
-                .block(frame("Diff".into())),
-            area,
-        );
-        return;
-    };
-    if placeholder(f, &app.diff, area, "Diff") {
-        return;
-    }
-    let Some(d) = app.diff.ready() else { return };
-    let [counts, first] =
-        Layout::vertical([Constraint::Percentage(45), Constraint::Percentage(55)]).areas(area);
-    let body: Vec<Row> = d
-        .rows
-        .iter()
-        .map(|r| {
-            let change = r.change();
-            let style = Style::new().fg(if change > 0 { Color::Green } else { Color::Red });
-            Row::new(vec![
-                Cell::from(r.status.clone()),
-                Cell::from(format!("{change:+}")).style(style),
-                Cell::from(group(r.execs_a)),
-                Cell::from(group(r.execs_b)),
-                Cell::from(format!("{:#x}", r.pc)),
-                Cell::from(r.symbol.clone()),
-                Cell::from(r.module.clone()),
-            ])
-        })
-        .collect();
-    let title = format!(
-        "A {} · B {} · only in A {} · only in B {} · changed {}",
-        app.trace_name,
-        other,
-        d.only_a,
-        d.only_b,
-        d.rows.len() - d.only_a - d.only_b
-    );
-    let table = Table::new(
-        body,
-        [
-            Constraint::Length(8),
-            Constraint::Length(11),
-            Constraint::Length(11),
-            Constraint::Length(11),
-            Constraint::Length(14),
-            Constraint::Min(8),
-            Constraint::Length(12),
-        ],
-    )
-    .header(
-        Row::new(vec![
-            "status", "change", "execs A", "execs B", "address", "symbol", "module",
-        ])
-        .style(bold()),
-    )
-    .row_highlight_style(Style::new().add_modifier(Modifier::REVERSED))
-    .block(frame(title));
-    let mut state = TableState::default().with_selected(Some(app.diff_list.selected));
-    f.render_stateful_widget(table, counts, &mut state);
-    let lines: Vec<Line> = d
-        .divergence
-        .iter()
-        .map(|l| Line::from(l.as_str()))
-        .collect();
-    f.render_widget(
-        Paragraph::new(lines).block(frame("First divergence (qtrace diff --first)".into())),
-        first,
-    );
-}
-
 fn help(f: &mut Frame, app: &App) {
-    let area = centered(f.area(), 64, 13);
     let mut lines = vec![
         Line::styled(format!("{} — keys", app.view.title()), bold()),
         Line::from("Tab / Shift-Tab, 1-6   switch view"),
@@ -668,19 +504,27 @@ fn help(f: &mut Frame, app: &App) {
             "h l, ← →  move the cursor in time",
             "+ / -  zoom in around the cursor / back out",
             "m  rows by module / by address band",
+            "v  the next vCPU",
             "Enter  the blocks executed at the cursor",
         ],
         View::Syscalls => &[
             "Enter  jump to the call's moment on the timeline",
             "/  filter by name",
         ],
-        View::Memory => &["Enter  the selected page's accesses, with values"],
+        View::Memory => &[
+            "Enter  a page's accesses, with values; on an access,",
+            "       every access to its address, values over time",
+            "/  type an address to follow;  Esc  back",
+        ],
         View::Diff => &[
-            "Blocks matched by module, offset and code;",
-            "the largest count changes first.",
+            "Blocks matched by module, offset and code, the",
+            "largest count changes first; below, where the runs",
+            "part: A left, B right, and what explains it.",
+            "f  the divergence at full height;  v  next vCPU",
         ],
     };
     lines.extend(specific.iter().map(|s| Line::from(*s)));
+    let area = centered(f.area(), 64, lines.len() as u16 + 2);
     f.render_widget(Clear, area);
     f.render_widget(Paragraph::new(lines).block(frame("Help".into())), area);
 }
@@ -728,7 +572,7 @@ fn filter_note(filter: &str, typing: bool) -> String {
     }
 }
 
-fn bold() -> Style {
+pub(super) fn bold() -> Style {
     Style::new().add_modifier(Modifier::BOLD)
 }
 
