@@ -6,7 +6,7 @@
 use std::ops::Range;
 use std::sync::Arc;
 
-use crate::data::{Access, Call, HotBlock, HotPage, Summary, Timeline, BUCKETS};
+use crate::data::{Accesses, Call, HotBlock, HotPage, Summary, Timeline, BUCKETS};
 use crate::diff::Comparison;
 
 /// The views, in tab order.
@@ -117,8 +117,8 @@ pub enum Loaded {
     Timeline(Result<Timeline, String>),
     WindowBlocks(Result<Vec<HotBlock>, String>),
     HotPages(Result<Vec<HotPage>, String>),
-    PageAccesses(Result<Vec<Access>, String>),
-    AddrAccesses(Range<u64>, Result<Vec<Access>, String>),
+    PageAccesses(Result<Accesses, String>),
+    AddrAccesses(Range<u64>, Result<Accesses, String>),
     Diff(Result<Comparison, String>),
 }
 
@@ -204,11 +204,11 @@ pub struct App {
     pub pages: Slot<Vec<HotPage>>,
     pub page_list: ListState,
     /// The selected page's accesses, and the cursor in them.
-    pub accesses: Slot<Vec<Access>>,
+    pub accesses: Slot<Accesses>,
     pub access_list: ListState,
     /// The address followed, its accesses, and the cursor in them.
     pub followed: Option<u64>,
-    pub addr_accesses: Slot<Vec<Access>>,
+    pub addr_accesses: Slot<Accesses>,
     pub addr_list: ListState,
     pub mem_focus: MemFocus,
     pub diff: Slot<Comparison>,
@@ -308,8 +308,8 @@ impl App {
             View::Syscalls => self.call_rows().len(),
             View::Memory => match self.mem_focus {
                 MemFocus::Pages => self.pages.ready().map_or(0, Vec::len),
-                MemFocus::Page => self.accesses.ready().map_or(0, Vec::len),
-                MemFocus::Address => self.addr_accesses.ready().map_or(0, Vec::len),
+                MemFocus::Page => self.accesses.ready().map_or(0, |a| a.rows.len()),
+                MemFocus::Address => self.addr_accesses.ready().map_or(0, |a| a.rows.len()),
             },
             View::Diff => self.diff.ready().map_or(0, |d| d.rows.len()),
             _ => 0,
@@ -589,7 +589,7 @@ impl App {
                     let Some((addr, size)) = self
                         .accesses
                         .ready()
-                        .and_then(|a| a.get(self.access_list.selected))
+                        .and_then(|a| a.rows.get(self.access_list.selected))
                         .map(|a| (a.addr, a.size))
                     else {
                         return Vec::new();

@@ -409,14 +409,36 @@ pub struct Access {
     pub value: Option<u64>,
 }
 
-/// Every access that touches `addrs`, in order per vCPU (at most
-/// `limit`). Row groups whose `addr` statistics lie outside are skipped
-/// unread.
-pub fn accesses(trace: &Trace, addrs: Range<u64>, limit: usize) -> Result<Vec<Access>> {
+/// The accesses that touch a range: the first ones, how many there are,
+/// and their values over the whole run.
+#[derive(Clone, Debug, Default)]
+pub struct Accesses {
+    /// The first `limit`, in order per vCPU.
+    pub rows: Vec<Access>,
+    /// All of them, and how many of them are stores.
+    pub total: u64,
+    pub stores: u64,
+    /// `(seq, value, store)`: the smallest and largest value of loads and
+    /// of stores in each of [`POINT_BUCKETS`] stretches of time, so that a
+    /// chart of millions of accesses is drawn from a thousand points.
+    pub points: Vec<(u64, u64, bool)>,
+}
+
+/// Stretches of time the values of an address are summarised over.
+pub const POINT_BUCKETS: u64 = 512;
+
+/// Per (stretch, store): the (seq, value) of the smallest and largest value.
+type Extremes = HashMap<(u64, bool), ((u64, u64), (u64, u64))>;
+
+/// Every access that touches `addrs` (see [`Accesses`]). Row groups whose
+/// `addr` statistics lie outside are skipped unread.
+pub fn accesses(trace: &Trace, addrs: Range<u64>, limit: usize) -> Result<Accesses> {
     let parts = trace.parts(Table::Mem)?;
-    // An access of up to 8 bytes (16 with value_hi) may start before.
+    let longest = trace.manifest().vcpus.iter().map(|v| v.mem_accesses).max();
+    let width = (longest.unwrap_or(0) / POINT_BUCKETS).max(1);
+    // An access of up to 16 bytes may start before the range.
     let lo = addrs.start.saturating_sub(15);
-    let mut rows = scan_where(
+    let (mut found, extremes) = scan_where(
         &parts,
         &[
             col::SEQ,
@@ -427,8 +449,8 @@ pub fn accesses(trace: &Trace, addrs: Range<u64>, limit: usize) -> Result<Vec<Ac
             col::VALUE,
         ],
         |_, rg| u64_range(rg, col::ADDR).is_none_or(|(min, max)| max >= lo && min < addrs.end),
-        Vec::new,
-        |mut acc: Vec<Access>, batch, part| {
+        || (Accesses::default(), Extremes::new()),
+        |(mut acc, mut ext), batch, part| {
             let seq: &UInt64Array = schema::column(batch, col::SEQ)?;
             let block_seq: &UInt64Array = schema::column(batch, col::BLOCK_SEQ)?;
             let addr: &UInt64Array = schema::column(batch, col::ADDR)?;
@@ -436,36 +458,67 @@ pub fn accesses(trace: &Trace, addrs: Range<u64>, limit: usize) -> Result<Vec<Ac
             let store: &BooleanArray = schema::column(batch, col::STORE)?;
             let value: &UInt64Array = schema::column(batch, col::VALUE)?;
             for i in 0..batch.num_rows() {
+                let a = addr.value(i);
+                if a >= addrs.end || a + u64::from(size.value(i)) <= addrs.start {
+                    continue;
+                }
+                let (sq, st) = (seq.value(i), store.value(i));
+                acc.total += 1;
+                acc.stores += u64::from(st);
+                let v = (!value.is_null(i)).then(|| value.value(i));
+                if let Some(v) = v {
+                    let e = ext.entry((sq / width, st)).or_insert(((sq, v), (sq, v)));
+                    if v < e.0 .1 {
+                        e.0 = (sq, v);
+                    }
+                    if v > e.1 .1 {
+                        e.1 = (sq, v);
+                    }
+                }
                 // A task's rows are one vCPU's, in order: past `limit`,
                 // none can be among the first `limit` of all.
-                if acc.len() >= limit {
-                    break;
-                }
-                let a = addr.value(i);
-                if a < addrs.end && a + u64::from(size.value(i)) > addrs.start {
-                    acc.push(Access {
+                if acc.rows.len() < limit {
+                    acc.rows.push(Access {
                         vcpu: part.vcpu.unwrap_or(0),
-                        seq: seq.value(i),
+                        seq: sq,
                         block_seq: block_seq.value(i),
                         addr: a,
                         size: size.value(i),
-                        store: store.value(i),
-                        value: (!value.is_null(i)).then(|| value.value(i)),
+                        store: st,
+                        value: v,
                     });
                 }
             }
-            Ok(acc)
+            Ok((acc, ext))
         },
-        |mut a, b| {
-            a.extend(b);
-            if a.len() > 2 * limit {
-                a.sort_by_key(|a| (a.vcpu, a.seq));
-                a.truncate(limit);
+        |(mut a, mut ea), (b, eb)| {
+            a.total += b.total;
+            a.stores += b.stores;
+            a.rows.extend(b.rows);
+            if a.rows.len() > 2 * limit {
+                a.rows.sort_by_key(|a| (a.vcpu, a.seq));
+                a.rows.truncate(limit);
             }
-            a
+            for (k, (lo, hi)) in eb {
+                let e = ea.entry(k).or_insert((lo, hi));
+                if lo.1 < e.0 .1 {
+                    e.0 = lo;
+                }
+                if hi.1 > e.1 .1 {
+                    e.1 = hi;
+                }
+            }
+            (a, ea)
         },
     )?;
-    rows.sort_by_key(|a| (a.vcpu, a.seq));
-    rows.truncate(limit);
-    Ok(rows)
+    found.rows.sort_by_key(|a| (a.vcpu, a.seq));
+    found.rows.truncate(limit);
+    let mut points: Vec<(u64, u64, bool)> = extremes
+        .into_iter()
+        .flat_map(|((_, st), (lo, hi))| [(lo.0, lo.1, st), (hi.0, hi.1, st)])
+        .collect();
+    points.sort_unstable();
+    points.dedup();
+    found.points = points;
+    Ok(found)
 }

@@ -1,7 +1,7 @@
 //! The background thread that reads traces, so that the interface never
 //! waits: it takes [`Request`]s over a channel, one at a time, and sends
 //! each result back as a [`Loaded`] (scans inside a load still use every
-//! core).
+//! core). Loads that run `qtrace` itself get a thread each.
 
 use std::collections::HashMap;
 use std::sync::mpsc::{Receiver, Sender};
@@ -37,8 +37,15 @@ pub fn serve(traces: Arc<Traces>, requests: Receiver<Request>, results: Sender<L
                 summary = r.as_ref().ok().cloned();
                 Loaded::Summary(r)
             }
+            // These two run `qtrace` itself: on a thread of their own, so
+            // that they need not wait behind a scan.
             Request::Syscalls => {
-                Loaded::Syscalls(data::syscalls(&traces.a).map_err(|e| format!("{e:#}")))
+                let (traces, results) = (traces.clone(), results.clone());
+                std::thread::spawn(move || {
+                    let r = data::syscalls(&traces.a).map_err(|e| format!("{e:#}"));
+                    let _ = results.send(Loaded::Syscalls(r));
+                });
+                continue;
             }
             Request::Timeline { vcpu, seqs } => Loaded::Timeline(match &summary {
                 Some(s) => data::timeline(&traces.a, s, vcpu, seqs).map_err(|e| format!("{e:#}")),
@@ -59,7 +66,14 @@ pub fn serve(traces: Arc<Traces>, requests: Receiver<Request>, results: Sender<L
                 addrs.clone(),
                 data::accesses(&traces.a, addrs, ACCESSES).map_err(|e| format!("{e:#}")),
             ),
-            Request::Diff => Loaded::Diff(compare(&traces).map_err(|e| format!("{e:#}"))),
+            Request::Diff => {
+                let (traces, results) = (traces.clone(), results.clone());
+                std::thread::spawn(move || {
+                    let r = compare(&traces).map_err(|e| format!("{e:#}"));
+                    let _ = results.send(Loaded::Diff(r));
+                });
+                continue;
+            }
         };
         if results.send(loaded).is_err() {
             return;

@@ -9,7 +9,9 @@ use crossterm::event::{Event, KeyCode, KeyEvent, KeyModifiers};
 use qtrace_format::manifest::{RunEnd, ThreadTotals};
 use qtrace_format::{BlockInfo, InsnInfo, Manifest, VcpuTotals};
 use qtrace_tui::app::{App, Loaded, MemFocus, Request};
-use qtrace_tui::data::{Access, Call, HotBlock, HotPage, Summary, Timeline, BANDS, BUCKETS};
+use qtrace_tui::data::{
+    Access, Accesses, Call, HotBlock, HotPage, Summary, Timeline, BANDS, BUCKETS,
+};
 use qtrace_tui::diff::{Common, Comparison, DiffRow, Divergence, Step};
 use qtrace_tui::{input, ui};
 use ratatui::backend::TestBackend;
@@ -305,6 +307,19 @@ fn access(seq: u64, addr: u64, store: bool, value: u64) -> Access {
     }
 }
 
+/// What the loader finds for these accesses: all listed, every one a point.
+fn found(rows: Vec<Access>) -> Accesses {
+    Accesses {
+        total: rows.len() as u64,
+        stores: rows.iter().filter(|a| a.store).count() as u64,
+        points: rows
+            .iter()
+            .map(|a| (a.seq, a.value.unwrap(), a.store))
+            .collect(),
+        rows,
+    }
+}
+
 #[test]
 fn memory_follows_an_address_over_time() {
     let mut app = loaded_app();
@@ -315,7 +330,7 @@ fn memory_follows_an_address_over_time() {
     let page: Vec<Access> = (0..12)
         .map(|i| access(i * 10, 0x4a0010 + 4 * (i % 2), i % 3 == 0, i))
         .collect();
-    app.loaded(Loaded::PageAccesses(Ok(page.clone())));
+    app.loaded(Loaded::PageAccesses(Ok(found(page.clone()))));
     // Enter on the second access follows its address (4 bytes).
     let requests = press(&mut app, "j\n");
     assert_eq!(
@@ -326,8 +341,11 @@ fn memory_follows_an_address_over_time() {
     );
     let followed: Vec<Access> = page.into_iter().filter(|a| a.addr == 0x4a0014).collect();
     // A stale answer, for another address, is dropped.
-    app.loaded(Loaded::AddrAccesses(0x10..0x14, Ok(Vec::new())));
-    app.loaded(Loaded::AddrAccesses(0x4a0014..0x4a0018, Ok(followed)));
+    app.loaded(Loaded::AddrAccesses(0x10..0x14, Ok(found(Vec::new()))));
+    app.loaded(Loaded::AddrAccesses(
+        0x4a0014..0x4a0018,
+        Ok(found(followed)),
+    ));
     insta::assert_snapshot!("memory_address_80x24", screen(&app, 80, 24));
     // Esc steps back to the page's accesses, then to the pages.
     press(&mut app, "\x1b");

@@ -12,7 +12,7 @@ use ratatui::Frame;
 
 use super::{bold, frame, group, heat_colour, placeholder, shade, SHADES};
 use crate::app::{App, ListState, MemFocus, Slot};
-use crate::data::Access;
+use crate::data::{Access, Accesses};
 
 const LOADS: Color = Color::Cyan;
 const STORES: Color = Color::Yellow;
@@ -47,8 +47,8 @@ pub fn draw(f: &mut Frame, app: &App, area: Rect) {
             let level = shade(n, max);
             Row::new(vec![
                 Cell::from(format!("{:#x}", p.page)),
-                Cell::from(group(p.loads)),
-                Cell::from(group(p.stores)),
+                Cell::from(compact(p.loads)),
+                Cell::from(compact(p.stores)),
                 Cell::from(SHADES[level].to_string().repeat(4))
                     .style(Style::new().fg(heat_colour(level))),
             ])
@@ -79,10 +79,10 @@ pub fn draw(f: &mut Frame, app: &App, area: Rect) {
         return;
     }
     match &app.accesses {
-        Slot::Ready(rows) => {
-            let title = format!("Accesses in order ({}) · Enter: follow", rows.len());
+        Slot::Ready(a) => {
+            let title = format!("Accesses in order ({}) · Enter: follow", counted(a));
             let focused = app.mem_focus == MemFocus::Page;
-            accesses(f, rows, &app.access_list, focused, title, right);
+            accesses(f, &a.rows, &app.access_list, focused, title, right);
         }
         Slot::Idle => f.render_widget(
             Paragraph::new(
@@ -99,6 +99,15 @@ pub fn draw(f: &mut Frame, app: &App, area: Rect) {
     }
 }
 
+/// A count in at most 7 characters: 999,999, then 1.0M to 999.9M, then G.
+fn compact(n: u64) -> String {
+    match n {
+        0..1_000_000 => group(n),
+        1_000_000..1_000_000_000 => format!("{:.1}M", n as f64 / 1e6),
+        _ => format!("{:.1}G", n as f64 / 1e9),
+    }
+}
+
 /// The selected row: reversed when its list has the keys, else underlined.
 fn highlight(focused: bool) -> Style {
     Style::new().add_modifier(if focused {
@@ -106,6 +115,15 @@ fn highlight(focused: bool) -> Style {
     } else {
         Modifier::UNDERLINED
     })
+}
+
+/// How many accesses, and how many of them are listed when not all.
+fn counted(a: &Accesses) -> String {
+    if a.rows.len() as u64 == a.total {
+        group(a.total)
+    } else {
+        format!("first {} of {}", group(a.rows.len() as u64), group(a.total))
+    }
 }
 
 fn accesses(
@@ -144,18 +162,18 @@ fn accesses(
     f.render_stateful_widget(table, area, &mut state);
 }
 
-/// One address: its values over time (loads and stores apart), and its
-/// accesses in order.
+/// One address: its values over the whole run (loads and stores apart),
+/// and its first accesses in order.
 fn address(f: &mut Frame, app: &App, area: Rect) {
     let addr = app.followed.unwrap_or(0);
     let name = format!("{addr:#x}");
     if placeholder(f, &app.addr_accesses, area, &name) {
         return;
     }
-    let Some(rows) = app.addr_accesses.ready() else {
+    let Some(found) = app.addr_accesses.ready() else {
         return;
     };
-    if rows.is_empty() {
+    if found.total == 0 {
         f.render_widget(
             Paragraph::new(format!("No access touches {name}. Esc: back"))
                 .wrap(Wrap { trim: true })
@@ -166,36 +184,30 @@ fn address(f: &mut Frame, app: &App, area: Rect) {
     }
     let [chart_area, list_area] =
         Layout::vertical([Constraint::Percentage(45), Constraint::Percentage(55)]).areas(area);
-    let point = |a: &Access| a.value.map(|v| (a.seq as f64, v as f64));
-    let loads: Vec<(f64, f64)> = rows.iter().filter(|a| !a.store).filter_map(point).collect();
-    let stores: Vec<(f64, f64)> = rows.iter().filter(|a| a.store).filter_map(point).collect();
-    let (first, last) = (rows[0].seq, rows[rows.len() - 1].seq);
-    let values = rows.iter().filter_map(|a| a.value);
-    let (lo, hi) = values.fold((u64::MAX, 0), |(lo, hi), v| (lo.min(v), hi.max(v)));
-    let (lo, hi) = if lo > hi { (0, 0) } else { (lo, hi) };
-    let n_stores = rows.iter().filter(|a| a.store).count() as u64;
-    let datasets = vec![
+    let point = |&(seq, value, _): &(u64, u64, bool)| (seq as f64, value as f64);
+    let loads: Vec<(f64, f64)> = found.points.iter().filter(|p| !p.2).map(point).collect();
+    let stores: Vec<(f64, f64)> = found.points.iter().filter(|p| p.2).map(point).collect();
+    let seqs = found.points.iter().map(|p| p.0);
+    let (first, last) = (seqs.clone().min().unwrap_or(0), seqs.max().unwrap_or(0));
+    let values = found.points.iter().map(|p| p.1);
+    let (lo, hi) = (values.clone().min().unwrap_or(0), values.max().unwrap_or(0));
+    let dataset = |points, colour| {
         Dataset::default()
             .marker(Marker::Braille)
             .graph_type(GraphType::Scatter)
-            .style(Style::new().fg(LOADS))
-            .data(&loads),
-        Dataset::default()
-            .marker(Marker::Braille)
-            .graph_type(GraphType::Scatter)
-            .style(Style::new().fg(STORES))
-            .data(&stores),
-    ];
+            .style(Style::new().fg(colour))
+            .data(points)
+    };
     // The legend is the title, in the points' colours.
     let title = Line::from(vec![
         Span::raw(format!("{name}: ")),
         Span::styled(
-            format!("loads {}", group(rows.len() as u64 - n_stores)),
+            format!("loads {}", group(found.total - found.stores)),
             Style::new().fg(LOADS),
         ),
         Span::raw(" · "),
         Span::styled(
-            format!("stores {}", group(n_stores)),
+            format!("stores {}", group(found.stores)),
             Style::new().fg(STORES),
         ),
         Span::raw(" by seq"),
@@ -207,7 +219,7 @@ fn address(f: &mut Frame, app: &App, area: Rect) {
             [a as f64, b as f64]
         }
     };
-    let chart = Chart::new(datasets)
+    let chart = Chart::new(vec![dataset(&loads, LOADS), dataset(&stores, STORES)])
         .block(Block::default().borders(Borders::ALL).title(title))
         .legend_position(None)
         .x_axis(
@@ -220,11 +232,6 @@ fn address(f: &mut Frame, app: &App, area: Rect) {
             Line::from(format!("{hi:#x}")),
         ]));
     f.render_widget(chart, chart_area);
-    let more = if rows.len() >= crate::loader::ACCESSES {
-        " (the first)"
-    } else {
-        ""
-    };
-    let title = format!("{} accesses{more} · Esc: back", group(rows.len() as u64));
-    accesses(f, rows, &app.addr_list, true, title, list_area);
+    let title = format!("{} accesses · Esc: back", counted(found));
+    accesses(f, &found.rows, &app.addr_list, true, title, list_area);
 }
