@@ -93,7 +93,7 @@ pub fn compare(a: &Path, b: &Path) -> Result<Comparison> {
     let counts: Value = serde_json::from_slice(&diff(&["--format", "json", "-n", "0"])?)
         .context("qtrace diff printed no JSON")?;
     let mut c = Comparison::default();
-    for r in counts.as_array().map(Vec::as_slice).unwrap_or_default() {
+    for r in items(&counts) {
         let status = r["status"].as_str().unwrap_or_default().to_string();
         let addr = |k: &str| hex(&r[k]);
         match status.as_str() {
@@ -112,14 +112,13 @@ pub fn compare(a: &Path, b: &Path) -> Result<Comparison> {
     }
     let first: Value = serde_json::from_slice(&diff(&["--first", "--format", "json"])?)
         .context("qtrace diff --first printed no JSON")?;
-    c.divergences = first
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default()
-        .iter()
-        .map(divergence)
-        .collect();
+    c.divergences = items(&first).map(divergence).collect();
     Ok(c)
+}
+
+/// A JSON array's items (none when it is not an array).
+fn items(v: &Value) -> std::slice::Iter<'_, Value> {
+    v.as_array().map(Vec::as_slice).unwrap_or_default().iter()
 }
 
 fn hex(v: &Value) -> Option<u64> {
@@ -137,11 +136,7 @@ fn step(v: &Value) -> Option<Step> {
         addr: hex(&v["address"]),
         symbol: text(&v["symbol"]),
         place: text(&v["place"]),
-        insns: v["insns"]
-            .as_array()
-            .map(Vec::as_slice)
-            .unwrap_or_default()
-            .iter()
+        insns: items(&v["insns"])
             .map(|i| (hex(&i["addr"]).unwrap_or(0), text(&i["disas"])))
             .collect(),
     })
@@ -156,11 +151,7 @@ fn divergence(v: &Value) -> Divergence {
         tid_b: v["tid_b"].as_u64(),
         events_a: v["events_a"].as_u64().unwrap_or(0),
         events_b: v["events_b"].as_u64().unwrap_or(0),
-        common: v["common"]
-            .as_array()
-            .map(Vec::as_slice)
-            .unwrap_or_default()
-            .iter()
+        common: items(&v["common"])
             .map(|c| {
                 let addr_a = hex(&c["address"]);
                 Common {
@@ -174,12 +165,6 @@ fn divergence(v: &Value) -> Divergence {
             .collect(),
         a: step(&v["a"]),
         b: step(&v["b"]),
-        explanation: v["explanation"]
-            .as_array()
-            .map(Vec::as_slice)
-            .unwrap_or_default()
-            .iter()
-            .map(text)
-            .collect(),
+        explanation: items(&v["explanation"]).map(text).collect(),
     }
 }
