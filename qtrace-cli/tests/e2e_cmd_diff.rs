@@ -360,3 +360,39 @@ fn registers_that_differ_at_the_point_are_named() {
         assert_eq!((hex(&listed["a"]), hex(&listed["b"])), (ra, rb));
     }
 }
+
+/// Several threads, so several vCPUs, searched in parallel: each vCPU's
+/// answer is DuckDB's join of that vCPU's two streams, or, where no block
+/// differs, the end of the shorter stream.
+#[test]
+fn every_vcpu_of_a_threaded_run_is_searched() {
+    let prog = sample("x86_64", "threads").expect("make -C samples");
+    let argv = [prog.to_str().unwrap()];
+    let (_da, a) = record(&argv, &[]);
+    let (_db, b) = record(&argv, &[]);
+    let found = diff_json(&a, &b, &["--first"]);
+    let found = found.as_array().unwrap();
+    let oracle: Vec<(u64, u64)> = oracle_lines(&a, &b, "first")
+        .iter()
+        .filter(|l| l[0] == "first")
+        .map(|l| (l[1].parse().unwrap(), l[2].parse().unwrap()))
+        .collect();
+    let vcpus: BTreeSet<u64> = found.iter().map(|r| r["vcpu"].as_u64().unwrap()).collect();
+    assert!(vcpus.len() > 1, "{found:?}");
+    assert_eq!(vcpus.len(), found.len());
+    for r in found {
+        let v = r["vcpu"].as_u64().unwrap();
+        let (ea, eb) = (
+            r["events_a"].as_u64().unwrap(),
+            r["events_b"].as_u64().unwrap(),
+        );
+        match oracle.iter().find(|o| o.0 == v) {
+            Some(&(_, seq)) => {
+                assert_eq!(r["seq"], seq, "vCPU {v}: {r}");
+                assert_eq!(r["how"], "blocks differ", "vCPU {v}: {r}");
+            }
+            None if ea == eb => assert_eq!(r["diverges"], false, "vCPU {v}: {r}"),
+            None => assert_eq!(r["seq"], ea.min(eb), "vCPU {v}: {r}"),
+        }
+    }
+}

@@ -10,7 +10,8 @@
 //! wave that holds a difference ends the search, and within a wave a
 //! chunk that starts after a difference already found is not read. Block
 //! ids become [`KeySpace`] indices as they are read, so comparing is
-//! comparing `u32`s, and memory is a few row groups per thread.
+//! comparing `u32`s, and memory is a few row groups per thread. vCPUs
+//! are searched in parallel as well.
 //!
 //! Then the point is described: the last common blocks, the first block of
 //! each side with its instructions, and what the traces recorded that
@@ -81,10 +82,12 @@ pub(super) fn run(args: &Args, a: &mut Side, b: &mut Side, keys: &KeySpace) -> R
         .chain(bb.groups())
         .map(|g| g.vcpu.unwrap_or(0))
         .collect();
-    let mut found = Vec::new();
-    for &v in &vcpus {
-        found.push(search(&ba, &bb, v, keys, &stats)?);
-    }
+    // vCPUs in parallel too: each search is itself parallel, but a short
+    // stream does not fill a wave.
+    let found: Vec<Found> = vcpus
+        .par_iter()
+        .map(|&v| search(&ba, &bb, v, keys, &stats))
+        .collect::<Result<_>>()?;
     let searched = started.elapsed();
     let mut reports = Vec::new();
     for f in &found {
