@@ -83,6 +83,9 @@ pub enum Action {
     Cancel,
     /// A click on a row of the current list (0 = first row shown).
     ClickRow(usize),
+    /// A click on the timeline's heat map: the cursor to that bucket, and
+    /// the blocks there.
+    ClickBucket(usize),
 }
 
 /// A load for the background thread.
@@ -403,6 +406,10 @@ impl App {
                     l.filter.clear();
                     l.selected = 0;
                 }
+            }
+            Action::ClickBucket(b) if self.view == View::Timeline => {
+                self.tl_cursor = b.min(BUCKETS - 1);
+                return self.enter();
             }
             Action::ClickRow(row) => {
                 if let Some(l) = self.list() {

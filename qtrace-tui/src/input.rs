@@ -5,7 +5,20 @@ use crossterm::event::{
     Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseButton, MouseEventKind,
 };
 
+use ratatui::layout::Rect;
+
 use crate::app::{Action, View};
+use crate::ui;
+
+/// A left click on the timeline's heat map (on a screen of `screen`).
+pub fn timeline_click(event: &Event, screen: Rect) -> Option<Action> {
+    match event {
+        Event::Mouse(m) if m.kind == MouseEventKind::Down(MouseButton::Left) => {
+            ui::timeline_bucket_at(screen, m.column, m.row).map(Action::ClickBucket)
+        }
+        _ => None,
+    }
+}
 
 /// The action an event asks for, if any. `searching`: a filter is being
 /// typed. `list_top`: the screen row of a list's first row, for clicks.

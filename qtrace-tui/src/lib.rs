@@ -26,7 +26,7 @@ use crossterm::event::{self, DisableMouseCapture, EnableMouseCapture};
 use crossterm::execute;
 use qtrace_format::Trace;
 
-use app::{App, Request};
+use app::{App, Request, View};
 use loader::Traces;
 
 /// Opens the traces (so that a bad path fails before the screen is taken)
@@ -68,7 +68,13 @@ fn event_loop(
         // Wake for input or, every 50 ms, for what the loader finished.
         if event::poll(Duration::from_millis(50))? {
             let ev = event::read()?;
-            if let Some(action) = input::action(&ev, app.searching, ui::LIST_TOP) {
+            let size = terminal.size()?;
+            let screen = ratatui::layout::Rect::new(0, 0, size.width, size.height);
+            let on_map = (app.view == View::Timeline)
+                .then(|| input::timeline_click(&ev, screen))
+                .flatten();
+            let action = on_map.or_else(|| input::action(&ev, app.searching, ui::LIST_TOP));
+            if let Some(action) = action {
                 for r in app.handle(action) {
                     let _ = requests.send(r);
                 }

@@ -470,3 +470,28 @@ fn the_timeline_moves_to_the_next_vcpu() {
         }]
     );
 }
+
+#[test]
+fn a_click_on_the_timeline_lists_the_blocks_there() {
+    use crossterm::event::{MouseButton, MouseEvent, MouseEventKind};
+    use ratatui::layout::Rect;
+    let mut app = loaded_app();
+    press(&mut app, "3");
+    let click = |column, row| {
+        Event::Mouse(MouseEvent {
+            kind: MouseEventKind::Down(MouseButton::Left),
+            column,
+            row,
+            modifiers: KeyModifiers::NONE,
+        })
+    };
+    let screen = Rect::new(0, 0, 80, 24);
+    // A click on the labels is nothing; one on the map moves the cursor
+    // and asks for the blocks of its column.
+    assert_eq!(input::timeline_click(&click(3, 5), screen), None);
+    let action = input::timeline_click(&click(50, 5), screen).expect("on the map");
+    let requests = app.handle(action);
+    assert!(app.tl_cursor > 0);
+    let seqs = app.cursor_seqs().unwrap();
+    assert_eq!(requests, vec![Request::WindowBlocks { vcpu: 0, seqs }]);
+}

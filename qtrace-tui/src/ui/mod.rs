@@ -20,13 +20,51 @@ mod memory;
 /// header), for mouse clicks.
 pub const LIST_TOP: u16 = 3;
 
-pub fn draw(f: &mut Frame, app: &App) {
-    let [tabs, body, status] = Layout::vertical([
+/// The screen's rows: tabs, the view, the status line.
+fn screen_areas(screen: Rect) -> [Rect; 3] {
+    Layout::vertical([
         Constraint::Length(1),
         Constraint::Min(3),
         Constraint::Length(1),
     ])
-    .areas(f.area());
+    .areas(screen)
+}
+
+/// The timeline view's parts: heat map, sparkline, blocks at the cursor.
+fn timeline_areas(body: Rect) -> [Rect; 3] {
+    Layout::vertical([
+        Constraint::Min(6),
+        Constraint::Length(4),
+        Constraint::Length(if body.height > 30 { 12 } else { 6 }),
+    ])
+    .areas(body)
+}
+
+/// Width of the heat map's row labels.
+const LABEL: u16 = 15;
+
+/// The heat map's columns in a map of this size.
+fn heat_columns(map: Rect) -> usize {
+    usize::from(map.width.saturating_sub(2 + LABEL)).clamp(1, BUCKETS)
+}
+
+/// The timeline bucket under a click at (`col`, `row`) of the screen, if
+/// the click is on the heat map.
+pub fn timeline_bucket_at(screen: Rect, col: u16, row: u16) -> Option<usize> {
+    let [map, _, _] = timeline_areas(screen_areas(screen)[1]);
+    let left = map.x + 1 + LABEL;
+    let cols = heat_columns(map);
+    let inside_rows = row > map.y && row + 1 < map.y + map.height;
+    if !inside_rows || col < left || usize::from(col - left) >= cols {
+        return None;
+    }
+    // The first bucket drawn in that column (see `timeline`).
+    let c = usize::from(col - left);
+    Some((c * BUCKETS).div_ceil(cols).min(BUCKETS - 1))
+}
+
+pub fn draw(f: &mut Frame, app: &App) {
+    let [tabs, body, status] = screen_areas(f.area());
     draw_tabs(f, app, tabs);
     match app.view {
         View::Overview => overview(f, app, body),
@@ -319,12 +357,7 @@ fn timeline(f: &mut Frame, app: &App, area: Rect) {
     let Some(t) = app.timeline.ready() else {
         return;
     };
-    let [map, spark, below] = Layout::vertical([
-        Constraint::Min(6),
-        Constraint::Length(4),
-        Constraint::Length(if area.height > 30 { 12 } else { 6 }),
-    ])
-    .areas(area);
+    let [map, spark, below] = timeline_areas(area);
     let cursor = bucket_range(&t.seqs, app.tl_cursor);
     let title = format!(
         "Timeline vCPU {} · seq {}..{} · cursor {}..{} · ←→ +/- m Enter",
@@ -344,8 +377,7 @@ fn timeline(f: &mut Frame, app: &App, area: Rect) {
             t.band_pc.iter().map(|pc| format!("{pc:#x}")).collect(),
         )
     };
-    let inner_w = map.width.saturating_sub(2 + 15) as usize;
-    let cols = inner_w.clamp(1, BUCKETS);
+    let cols = heat_columns(map);
     let max = heat.iter().flatten().copied().max().unwrap_or(0).max(1);
     let cursor_col = app.tl_cursor * cols / BUCKETS;
     let rows_shown = map.height.saturating_sub(2) as usize;
@@ -370,7 +402,7 @@ fn timeline(f: &mut Frame, app: &App, area: Rect) {
     }
     f.render_widget(Paragraph::new(lines).block(frame(title)), map);
     // The same columns as the heat map above, under the same labels.
-    let mut per_column = vec![0; 15];
+    let mut per_column = vec![0; usize::from(LABEL)];
     per_column.extend(resample(&t.insns, cols));
     f.render_widget(
         Sparkline::default()
@@ -615,6 +647,29 @@ mod tests {
         .collect();
         assert_eq!(guest_command(&argv), &argv[5..]);
         assert_eq!(guest_command(&argv[5..]), &argv[5..]);
+    }
+
+    #[test]
+    fn a_click_on_the_heat_map_is_the_bucket_drawn_there() {
+        for (w, h) in [(80, 24), (100, 30), (250, 60)] {
+            let screen = Rect::new(0, 0, w, h);
+            let [map, _, _] = timeline_areas(screen_areas(screen)[1]);
+            let cols = heat_columns(map);
+            let row = map.y + 2;
+            for col in 0..w {
+                match timeline_bucket_at(screen, col, row) {
+                    // The column the cursor is drawn in for that bucket.
+                    Some(b) => assert_eq!(b * cols / BUCKETS, usize::from(col - map.x - 1 - LABEL)),
+                    None => {
+                        assert!(col < map.x + 1 + LABEL || usize::from(col - 1 - LABEL) >= cols)
+                    }
+                }
+            }
+            // Not on the border, the tabs or the sparkline.
+            assert_eq!(timeline_bucket_at(screen, 40, map.y), None);
+            assert_eq!(timeline_bucket_at(screen, 40, 0), None);
+            assert_eq!(timeline_bucket_at(screen, 40, map.y + map.height), None);
+        }
     }
 
     #[test]
