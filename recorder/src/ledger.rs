@@ -25,8 +25,6 @@ struct Inner {
     /// Changed since the last rewrite.
     dirty: bool,
     last_write: Option<Instant>,
-    /// The last rewrite failed with this error (reported once).
-    failed: Option<String>,
 }
 
 impl Ledger {
@@ -37,12 +35,11 @@ impl Ledger {
                 manifest,
                 dirty: true,
                 last_write: None,
-                failed: None,
             }),
         }
     }
 
-    /// Lists sealed parts; rewrites the file if the last rewrite is old enough.
+    /// Lists sealed parts (written at the next rewrite).
     pub fn add_parts(&self, parts: Vec<PartEntry>) {
         if parts.is_empty() {
             return;
@@ -52,7 +49,6 @@ impl Ledger {
             inner.manifest.add_part(p);
         }
         inner.dirty = true;
-        self.write_if_due(&mut inner);
     }
 
     /// Forgets a part whose file was removed.
@@ -99,23 +95,25 @@ impl Ledger {
         f(&mut inner.manifest)
     }
 
-    /// Rewrites the file if something changed and the last rewrite is old enough.
-    pub fn tick(&self) {
+    /// Rewrites the file if something changed and the last rewrite is old
+    /// enough. A failure is returned, not said: the caller stops the
+    /// recording with it, which says it once (a full disk fails the parts
+    /// next, and one line is enough).
+    pub fn tick(&self) -> Result<(), String> {
         let mut inner = lock(&self.inner);
-        self.write_if_due(&mut inner);
+        let due = inner.last_write.is_none_or(|t| t.elapsed() >= WRITE_EVERY);
+        if inner.dirty && due {
+            self.write(&mut inner)
+        } else {
+            Ok(())
+        }
     }
 
-    /// Rewrites the file now.
+    /// Rewrites the file now; the caller says a failure, or knows it was
+    /// said (a write failure stops the recording with one line).
     pub fn write_now(&self) -> Result<(), String> {
         let mut inner = lock(&self.inner);
         self.write(&mut inner)
-    }
-
-    fn write_if_due(&self, inner: &mut Inner) {
-        let due = inner.last_write.is_none_or(|t| t.elapsed() >= WRITE_EVERY);
-        if inner.dirty && due {
-            let _ = self.write(inner);
-        }
     }
 
     fn write(&self, inner: &mut Inner) -> Result<(), String> {
@@ -124,17 +122,9 @@ impl Ledger {
         match inner.manifest.write(&self.root) {
             Ok(()) => {
                 inner.dirty = false;
-                inner.failed = None;
                 Ok(())
             }
-            Err(e) => {
-                let e = e.to_string();
-                if inner.failed.as_ref() != Some(&e) {
-                    warn!("qtrace: cannot rewrite the manifest: {e}");
-                }
-                inner.failed = Some(e.clone());
-                Err(e)
-            }
+            Err(e) => Err(format!("cannot rewrite the manifest: {e}")),
         }
     }
 }

@@ -76,9 +76,7 @@ pub fn start(
     std::fs::create_dir_all(root).map_err(|e| format!("{}: {e}", root.display()))?;
     reserve(root);
     let ledger = Arc::new(Ledger::new(root, manifest));
-    ledger
-        .write_now()
-        .map_err(|e| format!("cannot write the manifest: {e}"))?;
+    ledger.write_now()?;
     let sink = Sink::start(&SinkConfig {
         root: root.to_path_buf(),
         buffer: settings.buffer,
@@ -110,7 +108,9 @@ pub fn start(
                     break;
                 }
                 keep(session);
-                session.ledger.tick();
+                if let Err(e) = session.ledger.tick() {
+                    session.sink.fail(&e);
+                }
             }
         })
         .map_err(|e| format!("cannot start the keeper thread: {e}"))?;

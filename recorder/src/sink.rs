@@ -460,7 +460,9 @@ impl Writer {
             .flat_map(|p| p.take_sealed())
             .collect();
         self.cfg.ledger.add_parts(sealed);
-        self.cfg.ledger.tick();
+        if let Err(e) = self.cfg.ledger.tick() {
+            self.fail(e);
+        }
     }
 
     /// Seals every open part (`mem` rows gathered included).
