@@ -401,11 +401,11 @@ fn comparison() -> Comparison {
             tid_b: Some(200),
             events_a: 9000,
             events_b: 9001,
-            common: (4708..4711)
+            common: (4706..4711)
                 .map(|s| Common {
                     seq: s,
-                    addr_a: Some(0x401100 + s - 4708),
-                    addr_b: Some(0x401100 + s - 4708),
+                    addr_a: Some(0x401100 + s - 4706),
+                    addr_b: Some(0x401100 + s - 4706),
                     symbol: "decide".into(),
                 })
                 .collect(),

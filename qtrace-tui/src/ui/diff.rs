@@ -148,11 +148,17 @@ fn divergence(f: &mut Frame, app: &App, other: &str, d: Option<&Divergence>, are
     f.render_widget(Paragraph::new(headline), head);
     let [left, right] =
         Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(sides);
+    // The first block of each side and up to three of its instructions
+    // come first; the latest common blocks fill what is left, as many on
+    // both sides so that their rows line up.
+    let insns = |s: &Option<Step>| s.as_ref().map_or(0, |s| s.insns.len().min(3));
+    let reserved = 1 + insns(&d.a).max(insns(&d.b));
+    let shown = usize::from(sides.height.saturating_sub(2)).saturating_sub(reserved);
     for (rect, name, colour, first, is_a) in [
         (left, app.trace_name.as_str(), A, &d.a, true),
         (right, other, B, &d.b, false),
     ] {
-        let lines = side(d, first.as_ref(), colour, is_a);
+        let lines = side(d, first.as_ref(), colour, is_a, shown);
         let label = if is_a { "A" } else { "B" };
         f.render_widget(
             Paragraph::new(lines).block(frame(format!("{label} {name}"))),
@@ -174,15 +180,17 @@ fn divergence(f: &mut Frame, app: &App, other: &str, d: Option<&Divergence>, are
 
 /// One side's column: the last common blocks at this side's addresses
 /// (dimmed), then its first block after the point with its disassembly.
+/// Only the latest `shown` common blocks are listed.
 fn side<'a>(
     d: &'a Divergence,
     first: Option<&'a Step>,
     colour: Color,
     is_a: bool,
+    shown: usize,
 ) -> Vec<Line<'a>> {
     let dim = Style::new().add_modifier(Modifier::DIM);
-    let mut lines: Vec<Line> = d
-        .common
+    let shown = shown.min(d.common.len());
+    let mut lines: Vec<Line> = d.common[d.common.len() - shown..]
         .iter()
         .map(|c| {
             let addr = if is_a { c.addr_a } else { c.addr_b };
