@@ -510,8 +510,22 @@ fn syscalls(f: &mut Frame, app: &App, area: Rect) {
     .header(Row::new(vec!["tid", "block_seq", "call"]).style(bold()))
     .row_highlight_style(Style::new().add_modifier(Modifier::REVERSED))
     .block(frame(title));
+    // The selected call whole, wrapped: a table row is cut at its width.
+    let [list, whole] = Layout::vertical([Constraint::Min(3), Constraint::Length(4)]).areas(area);
     let mut state = TableState::default().with_selected(Some(app.calls.selected));
-    f.render_stateful_widget(table, area, &mut state);
+    f.render_stateful_widget(table, list, &mut state);
+    let selected = rows.get(app.calls.selected).map_or(String::new(), |c| {
+        format!(
+            "vCPU {} · thread {} · block {} · {}",
+            c.vcpu, c.tid, c.block_seq, c.call
+        )
+    });
+    f.render_widget(
+        Paragraph::new(selected)
+            .wrap(Wrap { trim: false })
+            .block(frame("Selected".into())),
+        whole,
+    );
 }
 
 fn help(f: &mut Frame, app: &App) {
