@@ -40,10 +40,8 @@ pub fn serve(traces: Arc<Traces>, requests: Receiver<Request>, results: Sender<L
             // These two run `qtrace` itself: on a thread of their own, so
             // that they need not wait behind a scan.
             Request::Syscalls => {
-                let (traces, results) = (traces.clone(), results.clone());
-                std::thread::spawn(move || {
-                    let r = data::syscalls(&traces.a).map_err(|e| format!("{e:#}"));
-                    let _ = results.send(Loaded::Syscalls(r));
+                on_own_thread(&traces, &results, |t| {
+                    Loaded::Syscalls(data::syscalls(&t.a).map_err(|e| format!("{e:#}")))
                 });
                 continue;
             }
@@ -67,10 +65,8 @@ pub fn serve(traces: Arc<Traces>, requests: Receiver<Request>, results: Sender<L
                 data::accesses(&traces.a, addrs, ACCESSES).map_err(|e| format!("{e:#}")),
             ),
             Request::Diff => {
-                let (traces, results) = (traces.clone(), results.clone());
-                std::thread::spawn(move || {
-                    let r = compare(&traces).map_err(|e| format!("{e:#}"));
-                    let _ = results.send(Loaded::Diff(r));
+                on_own_thread(&traces, &results, |t| {
+                    Loaded::Diff(compare(t).map_err(|e| format!("{e:#}")))
                 });
                 continue;
             }
@@ -79,6 +75,18 @@ pub fn serve(traces: Arc<Traces>, requests: Receiver<Request>, results: Sender<L
             return;
         }
     }
+}
+
+/// Runs `load` on a thread of its own and sends its result back.
+fn on_own_thread(
+    traces: &Arc<Traces>,
+    results: &Sender<Loaded>,
+    load: impl FnOnce(&Traces) -> Loaded + Send + 'static,
+) {
+    let (traces, results) = (traces.clone(), results.clone());
+    std::thread::spawn(move || {
+        let _ = results.send(load(&traces));
+    });
 }
 
 /// The blocks executed in a window of the timeline, most executed first.
